@@ -1,0 +1,1 @@
+//! GitHub workflow rendering (in progress).

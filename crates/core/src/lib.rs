@@ -1,0 +1,31 @@
+//! shipit's core: the application model, the `shipit.toml` reader, and the renderers that do
+//! not belong to one platform (Docker Compose and the GitHub Actions workflow).
+//!
+//! # Design
+//!
+//! The model ([`model`]) is data: what should run, already validated and with each
+//! environment's overrides merged in. Platform crates turn it into their own files and API
+//! calls; nothing here knows how a platform works.
+//!
+//! The manifest reader ([`manifest`]) keeps the position of every key and value, reports every
+//! problem at once with its line and column, and never panics. Its trade-off is that it reads
+//! the TOML by hand rather than through serde derive: more code, but each error can say what was
+//! expected at that exact place, and unknown keys get a "did you mean".
+//!
+//! Rendering is deterministic: maps are ordered (services in manifest order, variables sorted by
+//! name), so the same manifest always yields byte-identical files, which `shipit render --check`
+//! relies on.
+
+pub mod compose;
+pub mod duration;
+pub mod files;
+pub mod github;
+pub mod image;
+pub mod manifest;
+pub mod model;
+
+pub use duration::GoDuration;
+pub use files::{RenderError, RenderedFile};
+pub use image::ImageRef;
+pub use manifest::{ManifestErrors, Problem, load, parse};
+pub use model::*;

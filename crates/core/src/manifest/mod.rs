@@ -1,0 +1,826 @@
+//! Reading `shipit.toml` into the [`App`] model.
+//!
+//! The manifest is parsed with `toml_edit` (which keeps the byte span of every key and value)
+//! into a small spanned tree, then read field by field. Reading never stops at the first
+//! problem: every problem is collected with its line and column, so one `shipit validate`
+//! shows them all. Environment overrides are merged over the base services on the tree, so an
+//! override that is wrong is reported where it was written.
+
+mod diag;
+mod read;
+mod tree;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+pub use diag::{ManifestErrors, Problem};
+use diag::{Diagnostics, did_you_mean};
+use read::{Fields, quoted_list};
+use tree::{Entry, Kind, Node, Span};
+
+use crate::duration::GoDuration;
+use crate::image::ImageRef;
+use crate::model::*;
+
+const ROOT_KEYS: &[&str] = &["app", "registry", "services", "databases", "environments", "targets"];
+const REGISTRY_KEYS: &[&str] = &["host", "namespace"];
+const SERVICE_KEYS: &[&str] =
+    &["image", "build", "port", "command", "health", "env", "secrets", "env_from", "scale", "vm", "restart"];
+const BUILD_KEYS: &[&str] = &["context", "dockerfile"];
+const HEALTH_KEYS: &[&str] = &["path", "interval", "timeout", "grace"];
+const SCALE_KEYS: &[&str] = &["min", "max", "auto_stop"];
+const VM_KEYS: &[&str] = &["cpu_kind", "cpus", "memory_mb"];
+const RESTART_KEYS: &[&str] = &["policy", "retries"];
+const ENV_VALUE_KEYS: &[&str] = &["value", "secret"];
+const DATABASE_KEYS: &[&str] = &["engine", "version"];
+const ENVIRONMENT_KEYS: &[&str] = &["target", "regions", "strategy", "services"];
+const TARGET_NAMES: &[&str] = &["fly", "railway", "render"];
+const FLY_KEYS: &[&str] = &["org", "primary_region", "name_template"];
+const RAILWAY_KEYS: &[&str] = &["project", "name_template"];
+const RENDER_KEYS: &[&str] = &["region", "name_template", "registry_credential", "services"];
+const RENDER_SERVICE_KEYS: &[&str] = &["plan"];
+
+/// Errors from [`load`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The path as given.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file has problems.
+    #[error(transparent)]
+    Invalid(#[from] ManifestErrors),
+}
+
+/// Reads and validates the manifest at `path`.
+pub fn load(path: &Path) -> Result<App, LoadError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: shown.clone(), source })?;
+    Ok(parse(&text, &shown)?)
+}
+
+/// Parses and validates manifest text; `file` is the name used in messages.
+pub fn parse(source: &str, file: &str) -> Result<App, ManifestErrors> {
+    let mut d = Diagnostics::new(source);
+    let app = parse_inner(source, &mut d);
+    match app {
+        Some(app) if !d.has_errors() => Ok(app),
+        _ => {
+            let mut problems = d.problems;
+            problems.sort_by_key(|p| (p.line, p.column));
+            Err(ManifestErrors { file: file.to_string(), source_text: Arc::from(source), problems })
+        }
+    }
+}
+
+fn parse_inner(source: &str, d: &mut Diagnostics<'_>) -> Option<App> {
+    let doc = match toml_edit::Document::parse(source) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let msg = e.message().trim().trim_end_matches('.').to_string();
+            d.error(&span, format!("invalid TOML: {msg}"));
+            return None;
+        }
+    };
+    let root_node = tree::from_table(doc.as_table(), 0..source.len());
+    let root = Fields::new(d, &root_node, "", ROOT_KEYS)?;
+
+    let name = match root.get("app") {
+        None => {
+            d.error(&(0..0), "missing `app = \"name\"` at the top level: the app's name (lowercase letters, digits, dashes)");
+            None
+        }
+        Some(_) => root.string(d, "app", "a name of lowercase letters, digits and dashes").and_then(|n| {
+            check_name(d, &root.get("app").map(|e| e.node.span.clone()).unwrap_or_default(), "app", n).then(|| n.to_string())
+        }),
+    };
+
+    let registry = parse_registry(d, &root);
+
+    // Databases first: services refer to them.
+    let mut databases = IndexMap::new();
+    if let Some(e) = root.get("databases")
+        && let Some(dbs) = Fields::open(d, &e.node, "databases")
+    {
+        for entry in dbs.entries() {
+            if let Some(db) = parse_database(d, entry) {
+                databases.insert(db.name.clone(), db);
+            }
+        }
+    }
+
+    let service_entries: Vec<&Entry> = match root.get("services") {
+        Some(e) => Fields::open(d, &e.node, "services").map(|f| f.entries().iter().collect()).unwrap_or_default(),
+        None => {
+            d.error(&(0..0), "missing `[services.NAME]`: declare at least one service");
+            Vec::new()
+        }
+    };
+    let names = Names {
+        services: service_entries.iter().map(|e| e.key.as_str()).collect(),
+        databases: databases.keys().map(String::as_str).collect(),
+    };
+    for e in &service_entries {
+        check_name(d, &e.key_span, &format!("services.{}", e.key), &e.key);
+        if databases.contains_key(&e.key) {
+            d.error(&e.key_span, format!("`{}` is both a service and a database: names must be unique", e.key));
+        }
+    }
+
+    let ctx = ServiceCtx { app: name.as_deref().unwrap_or("app"), registry: &registry, names: &names };
+    let mut services = IndexMap::new();
+    for e in &service_entries {
+        if let Some(s) = parse_service(d, &ctx, &e.key, &e.node, &format!("services.{}", e.key), &e.key_span) {
+            services.insert(s.name.clone(), s);
+        }
+    }
+    check_references(d, &services, &service_entries);
+
+    let targets = parse_targets(d, &root, &names);
+
+    let mut environments = IndexMap::new();
+    match root.get("environments") {
+        Some(e) => {
+            if let Some(envs) = Fields::open(d, &e.node, "environments") {
+                for entry in envs.entries() {
+                    if let Some(env) = parse_environment(d, &ctx, entry, &service_entries) {
+                        environments.insert(env.name.clone(), env);
+                    }
+                }
+                if envs.entries().is_empty() {
+                    d.error(&e.key_span, "`environments` is empty: declare at least one, like [environments.staging]");
+                }
+            }
+        }
+        None => d.error(&(0..0), "missing `[environments.NAME]`: declare at least one environment, like [environments.staging]"),
+    }
+
+    let app = App { name: name?, registry, services, databases, environments, targets };
+    check_platform_names(d, &app, &root);
+    Some(app)
+}
+
+struct Names<'a> {
+    services: Vec<&'a str>,
+    databases: Vec<&'a str>,
+}
+
+struct ServiceCtx<'a> {
+    app: &'a str,
+    registry: &'a RegistryConfig,
+    names: &'a Names<'a>,
+}
+
+fn check_name(d: &mut Diagnostics<'_>, span: &Span, what: &str, name: &str) -> bool {
+    let ok = is_valid_name(name);
+    if !ok {
+        d.error(
+            span,
+            format!("`{what}` must be lowercase letters, digits and dashes, starting with a letter (at most 63), found {name:?}"),
+        );
+    }
+    ok
+}
+
+fn parse_registry(d: &mut Diagnostics<'_>, root: &Fields<'_>) -> RegistryConfig {
+    let mut reg = RegistryConfig { host: "ghcr.io".to_string(), namespace: None };
+    let Some(e) = root.get("registry") else { return reg };
+    let Some(f) = Fields::new(d, &e.node, "registry", REGISTRY_KEYS) else { return reg };
+    if let Some(host) = f.string(d, "host", "a registry host like \"ghcr.io\"") {
+        reg.host = host.to_string();
+    }
+    if let Some(ns) = f.string(d, "namespace", "a user or organisation name like \"acme\"") {
+        let valid = !ns.is_empty() && ns.split('/').all(|c| format!("{}/{c}", "x.io").parse::<ImageRef>().is_ok());
+        if valid {
+            reg.namespace = Some(ns.to_string());
+        } else if let Some(e) = f.get("namespace") {
+            d.error(&e.node.span, format!("`registry.namespace` must be lowercase letters, digits, '-', '_' or '.', found {ns:?}"));
+        }
+    }
+    reg
+}
+
+fn parse_database(d: &mut Diagnostics<'_>, entry: &Entry) -> Option<Database> {
+    let path = format!("databases.{}", entry.key);
+    check_name(d, &entry.key_span, &path, &entry.key);
+    let f = Fields::new(d, &entry.node, &path, DATABASE_KEYS)?;
+    let engine = match f.get("engine") {
+        None => {
+            d.error(&entry.key_span, format!("`{path}` needs `engine = \"postgres\"` or `engine = \"redis\"`"));
+            None
+        }
+        Some(_) => f.choice(d, "engine", &["postgres", "redis"]).map(|e| match e {
+            "postgres" => Engine::Postgres,
+            _ => Engine::Redis,
+        }),
+    };
+    let version = f.string(d, "version", "a major version string like \"16\"").map(str::to_string);
+    Some(Database { name: entry.key.clone(), engine: engine?, version })
+}
+
+fn parse_service(
+    d: &mut Diagnostics<'_>,
+    ctx: &ServiceCtx<'_>,
+    name: &str,
+    node: &Node,
+    path: &str,
+    key_span: &Span,
+) -> Option<Service> {
+    let f = Fields::new(d, node, path, SERVICE_KEYS)?;
+    let mut ok = true;
+
+    let image = match f.get("image") {
+        Some(e) => match f.string(d, "image", "an image repository like \"ghcr.io/acme/api\"") {
+            Some(text) => match text.parse::<ImageRef>() {
+                Ok(r) if r.tag.is_some() || r.digest.is_some() => {
+                    d.error_help(
+                        &e.node.span,
+                        format!("`{path}.image` must be a repository without tag or digest, found {text:?}"),
+                        "the tag comes from `shipit deploy --tag`",
+                    );
+                    None
+                }
+                Ok(r) => Some(r),
+                Err(err) => {
+                    d.error(&e.node.span, format!("`{path}.image` is not a valid image reference: {}", err.reason));
+                    None
+                }
+            },
+            None => None,
+        },
+        None => match &ctx.registry.namespace {
+            Some(ns) => format!("{}/{ns}/{}-{name}", ctx.registry.host, ctx.app).parse().ok(),
+            None => {
+                d.error_help(
+                    key_span,
+                    format!("`{path}` has no `image`, and `[registry] namespace` is not set to derive one"),
+                    "set `image = \"ghcr.io/OWNER/NAME\"` or `[registry] namespace = \"OWNER\"`",
+                );
+                None
+            }
+        },
+    };
+    ok &= image.is_some();
+
+    let build = parse_build(d, &f, name);
+
+    let port = f.integer(d, "port", 1, 65535, "a port number from 1 to 65535").map(|p| p as u16);
+    ok &= f.get("port").is_none() || port.is_some();
+
+    let command = match f.get("command") {
+        Some(e) => match f.strings(d, "command", "an array of strings like [\"node\", \"dist/index.js\"]") {
+            Some(parts) if parts.is_empty() => {
+                d.error(&e.node.span, format!("`{path}.command` must not be empty"));
+                None
+            }
+            Some(parts) => Some(parts.into_iter().map(|(s, _)| s.to_string()).collect()),
+            None => None,
+        },
+        None => None,
+    };
+
+    let health = match f.get("health") {
+        Some(e) => {
+            let h = parse_health(d, &f, e);
+            if h.is_some() && f.get("port").is_none() {
+                d.error_help(
+                    &e.key_span,
+                    format!("`{path}.health` needs a port: a service without `port` cannot be health-checked over HTTP"),
+                    "add `port = …` or remove `health`",
+                );
+            }
+            h
+        }
+        None => None,
+    };
+
+    let env = parse_env_vars(d, &f, ctx.names);
+    let scale = parse_scale(d, &f);
+    let vm = f.get("vm").and_then(|e| parse_vm(d, &f, e));
+    let restart = f.get("restart").and_then(|e| parse_restart(d, &f, e));
+
+    if !ok {
+        return None;
+    }
+    Some(Service {
+        name: name.to_string(),
+        image: image?,
+        build,
+        port,
+        command,
+        health,
+        env: env?,
+        scale: scale?,
+        vm,
+        restart,
+    })
+}
+
+fn parse_build(d: &mut Diagnostics<'_>, f: &Fields<'_>, name: &str) -> BuildSpec {
+    let default_context = format!("apps/{name}");
+    let Some(e) = f.get("build") else {
+        return BuildSpec { dockerfile: format!("{default_context}/Dockerfile"), context: default_context };
+    };
+    if let Kind::String(context) = &e.node.kind {
+        return BuildSpec { dockerfile: format!("{context}/Dockerfile"), context: context.clone() };
+    }
+    let path = f.child_path("build");
+    let Some(b) = Fields::new(d, &e.node, &path, BUILD_KEYS) else {
+        return BuildSpec { dockerfile: format!("{default_context}/Dockerfile"), context: default_context };
+    };
+    let context = b.string(d, "context", "a directory like \"apps/api\"").unwrap_or(&default_context).to_string();
+    let dockerfile = b
+        .string(d, "dockerfile", "a path like \"apps/api/Dockerfile\"")
+        .map_or_else(|| format!("{context}/Dockerfile"), str::to_string);
+    BuildSpec { context, dockerfile }
+}
+
+fn parse_health(d: &mut Diagnostics<'_>, f: &Fields<'_>, e: &Entry) -> Option<HealthCheck> {
+    let path = f.child_path("health");
+    let defaults = (GoDuration::from_secs(15), GoDuration::from_secs(5), GoDuration::from_secs(10));
+    let check_path = |d: &mut Diagnostics<'_>, p: &str, span: &Span| -> Option<String> {
+        if p.starts_with('/') && !p.contains(char::is_whitespace) {
+            Some(p.to_string())
+        } else {
+            d.error(span, format!("`{path}.path` must start with `/`, like \"/healthz\", found {p:?}"));
+            None
+        }
+    };
+    if let Kind::String(p) = &e.node.kind {
+        let p = check_path(d, p, &e.node.span)?;
+        return Some(HealthCheck { path: p, interval: defaults.0, timeout: defaults.1, grace: defaults.2 });
+    }
+    let h = Fields::new(d, &e.node, &path, HEALTH_KEYS)?;
+    let hp = match h.get("path") {
+        None => {
+            d.error(&e.key_span, format!("`{path}` needs `path`, like {{ path = \"/healthz\" }}"));
+            None
+        }
+        Some(pe) => h.string(d, "path", "a path starting with `/`").and_then(|p| check_path(d, p, &pe.node.span)),
+    };
+    let interval = h.duration(d, "interval");
+    let timeout = h.duration(d, "timeout");
+    let grace = h.duration(d, "grace");
+    let bad = |k: &str, v: &Option<GoDuration>| h.get(k).is_some() && v.is_none();
+    if bad("interval", &interval) || bad("timeout", &timeout) || bad("grace", &grace) {
+        return None;
+    }
+    let interval = interval.unwrap_or(defaults.0);
+    let timeout = timeout.unwrap_or(defaults.1);
+    if let Some(te) = h.get("timeout")
+        && timeout > interval
+    {
+        d.error(&te.node.span, format!("`{path}.timeout` ({timeout}) must not be longer than the interval ({interval})"));
+        return None;
+    }
+    Some(HealthCheck { path: hp?, interval, timeout, grace: grace.unwrap_or(defaults.2) })
+}
+
+/// Names that look like they hold a secret.
+pub fn looks_secret(name: &str) -> bool {
+    name.ends_with("_SECRET")
+        || name.ends_with("_TOKEN")
+        || name.ends_with("_KEY")
+        || name.contains("PASSWORD")
+        || name.starts_with("SECRET_")
+        || matches!(name, "SECRET" | "TOKEN")
+}
+
+fn valid_env_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn parse_env_vars(d: &mut Diagnostics<'_>, f: &Fields<'_>, names: &Names<'_>) -> Option<BTreeMap<String, EnvValue>> {
+    let mut env = BTreeMap::new();
+    let mut ok = true;
+    let mut define = |d: &mut Diagnostics<'_>, key: &str, span: &Span, value: EnvValue, path: &str| {
+        if !valid_env_name(key) {
+            d.error(span, format!("`{path}`: {key:?} is not a valid variable name: expected uppercase letters, digits and `_`, not starting with a digit"));
+            return false;
+        }
+        if env.contains_key(key) {
+            d.error(span, format!("`{path}`: {key} is defined twice (in `env`, `secrets` or `env_from`)"));
+            return false;
+        }
+        env.insert(key.to_string(), value);
+        true
+    };
+
+    if let Some(e) = f.get("env") {
+        let path = f.child_path("env");
+        if let Some(vars) = Fields::open(d, &e.node, &path) {
+            for v in vars.entries() {
+                let vpath = format!("{path}.{}", v.key);
+                let (value, marked_plain) = match &v.node.kind {
+                    Kind::String(s) => (Some(s.clone()), false),
+                    Kind::Integer(i) => (Some(i.to_string()), false),
+                    Kind::Boolean(b) => (Some(b.to_string()), false),
+                    Kind::Float(x) => (Some(x.to_string()), false),
+                    Kind::Table(_) => match Fields::new(d, &v.node, &vpath, ENV_VALUE_KEYS) {
+                        Some(t) => {
+                            let value = t.string(d, "value", "a string");
+                            if t.get("value").is_none() {
+                                d.error(&v.node.span, format!("`{vpath}` needs `value`, like {{ value = \"pk_live_…\", secret = false }}"));
+                            }
+                            let secret = t.boolean(d, "secret");
+                            match (t.get("secret"), secret) {
+                                (Some(se), Some(true)) => {
+                                    d.error_help(
+                                        &se.node.span,
+                                        format!("`{vpath}` is marked secret but has its value in the manifest"),
+                                        format!("move {} to `secrets = [...]` and set its value on the platform", v.key),
+                                    );
+                                    (None, true)
+                                }
+                                _ => (value.map(str::to_string), true),
+                            }
+                        }
+                        None => (None, true),
+                    },
+                    _ => {
+                        d.error(&v.node.span, format!("`{vpath}` must be a string, found {}", v.node.type_name()));
+                        (None, false)
+                    }
+                };
+                let Some(value) = value else {
+                    ok = false;
+                    continue;
+                };
+                if looks_secret(&v.key) && !marked_plain {
+                    d.error_help(
+                        &v.key_span,
+                        format!("`{vpath}` looks like a secret but has a plain value in the manifest"),
+                        format!(
+                            "move {} to `secrets = [\"{}\"]` and set it with `shipit secrets sync`, or write {{ value = \"…\", secret = false }} if it is not secret",
+                            v.key, v.key
+                        ),
+                    );
+                    ok = false;
+                    continue;
+                }
+                ok &= define(d, &v.key, &v.key_span, EnvValue::Plain(value), &path);
+            }
+        } else {
+            ok = false;
+        }
+    }
+
+    if f.get("secrets").is_some() {
+        let path = f.child_path("secrets");
+        match f.strings(d, "secrets", "an array of variable names like [\"STRIPE_SECRET_KEY\"]") {
+            Some(list) => {
+                for (name, span) in list {
+                    ok &= define(d, name, &span, EnvValue::Secret, &path);
+                }
+            }
+            None => ok = false,
+        }
+    }
+
+    if let Some(e) = f.get("env_from") {
+        let path = f.child_path("env_from");
+        match Fields::open(d, &e.node, &path) {
+            Some(refs) => {
+                for r in refs.entries() {
+                    let rpath = format!("{path}.{}", r.key);
+                    let Kind::String(text) = &r.node.kind else {
+                        d.error(&r.node.span, format!("`{rpath}` must be a string like \"db.connection_string\", found {}", r.node.type_name()));
+                        ok = false;
+                        continue;
+                    };
+                    match parse_reference(d, names, text, &r.node.span, &rpath) {
+                        Some(reference) => ok &= define(d, &r.key, &r.key_span, EnvValue::From(reference), &path),
+                        None => ok = false,
+                    }
+                }
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(env)
+}
+
+fn parse_reference(d: &mut Diagnostics<'_>, names: &Names<'_>, text: &str, span: &Span, path: &str) -> Option<Reference> {
+    let Some((target, prop)) = text.split_once('.') else {
+        d.error(span, format!("`{path}` must be `<database>.<property>` or `<service>.<property>`, like \"db.connection_string\", found {text:?}"));
+        return None;
+    };
+    let (kind, allowed) = if names.databases.contains(&target) {
+        (ReferenceKind::Database, Property::DATABASE)
+    } else if names.services.contains(&target) {
+        (ReferenceKind::Service, Property::SERVICE)
+    } else {
+        let all: Vec<&str> = names.databases.iter().chain(names.services.iter()).copied().collect();
+        let msg = format!("`{path}` refers to {target:?}, which is neither a database nor a service (known: {})", quoted_list(&all));
+        match did_you_mean(target, &all) {
+            Some(m) => d.error_help(span, msg, format!("did you mean `{m}`?")),
+            None => d.error(span, msg),
+        }
+        return None;
+    };
+    let what = match kind {
+        ReferenceKind::Database => "database",
+        ReferenceKind::Service => "service",
+    };
+    match Property::parse(prop).filter(|_| allowed.contains(&prop)) {
+        Some(property) => Some(Reference { target: target.to_string(), kind, property }),
+        None => {
+            let msg = format!("`{path}`: a {what} has no property {prop:?}; expected one of {}", quoted_list(allowed));
+            match did_you_mean(prop, allowed) {
+                Some(m) => d.error_help(span, msg, format!("did you mean `{target}.{m}`?")),
+                None => d.error(span, msg),
+            }
+            None
+        }
+    }
+}
+
+/// References to another service's `url` need that service to have a port.
+fn check_references(d: &mut Diagnostics<'_>, services: &IndexMap<String, Service>, entries: &[&Entry]) {
+    for s in services.values() {
+        for (var, value) in &s.env {
+            let EnvValue::From(r) = value else { continue };
+            if r.kind != ReferenceKind::Service {
+                continue;
+            }
+            let Some(target) = services.get(&r.target) else { continue };
+            let span = entries
+                .iter()
+                .find(|e| e.key == s.name)
+                .and_then(|e| e.node.entries())
+                .and_then(|es| es.iter().find(|e| e.key == "env_from"))
+                .and_then(|e| e.node.entries())
+                .and_then(|es| es.iter().find(|e| &e.key == var))
+                .map(|e| e.node.span.clone())
+                .unwrap_or_default();
+            if target.port.is_none() {
+                d.error(&span, format!("`services.{}.env_from.{var}` needs `{}` to have a port, but it is a worker with none", s.name, r.target));
+            } else if r.target == s.name && r.property == Property::Url {
+                d.error(&span, format!("`services.{}.env_from.{var}` refers to the service itself", s.name));
+            }
+        }
+    }
+}
+
+fn parse_scale(d: &mut Diagnostics<'_>, f: &Fields<'_>) -> Option<Scaling> {
+    let Some(e) = f.get("scale") else {
+        return Some(Scaling { min: 1, max: 1, auto_stop: false });
+    };
+    let path = f.child_path("scale");
+    let s = Fields::new(d, &e.node, &path, SCALE_KEYS)?;
+    let min = s.integer(d, "min", 0, 1000, "a number of instances from 0 to 1000");
+    let max = s.integer(d, "max", 1, 1000, "a number of instances from 1 to 1000");
+    let auto_stop = s.boolean(d, "auto_stop");
+    if (s.get("min").is_some() && min.is_none()) || (s.get("max").is_some() && max.is_none()) {
+        return None;
+    }
+    let min = min.unwrap_or(1) as u32;
+    let max = max.map_or(min.max(1), |m| m as u32);
+    if min > max {
+        let span = s.get("min").map_or(e.node.span.clone(), |m| m.node.span.clone());
+        d.error(&span, format!("`{path}.min` ({min}) must not be greater than `max` ({max})"));
+        return None;
+    }
+    Some(Scaling { min, max, auto_stop: auto_stop.unwrap_or(false) })
+}
+
+fn parse_vm(d: &mut Diagnostics<'_>, f: &Fields<'_>, e: &Entry) -> Option<Vm> {
+    let path = f.child_path("vm");
+    let v = Fields::new(d, &e.node, &path, VM_KEYS)?;
+    let cpu_kind = match v.get("cpu_kind") {
+        Some(_) => Some(match v.choice(d, "cpu_kind", &["shared", "performance"])? {
+            "shared" => CpuKind::Shared,
+            _ => CpuKind::Performance,
+        }),
+        None => Some(CpuKind::Shared),
+    };
+    let cpus = v.integer(d, "cpus", 1, 64, "a positive number of CPUs (1 to 64)");
+    let memory = v.integer(d, "memory_mb", 1, 262_144, "a positive amount of memory in MB");
+    if (v.get("cpus").is_some() && cpus.is_none()) || (v.get("memory_mb").is_some() && memory.is_none()) {
+        return None;
+    }
+    Some(Vm { cpu_kind: cpu_kind?, cpus: cpus.unwrap_or(1) as u32, memory_mb: memory.unwrap_or(256) as u32 })
+}
+
+fn parse_restart(d: &mut Diagnostics<'_>, f: &Fields<'_>, e: &Entry) -> Option<RestartPolicy> {
+    let path = f.child_path("restart");
+    let r = Fields::new(d, &e.node, &path, RESTART_KEYS)?;
+    let policy = match r.get("policy") {
+        Some(_) => match r.choice(d, "policy", &["always", "on-failure", "never"])? {
+            "always" => RestartKind::Always,
+            "never" => RestartKind::Never,
+            _ => RestartKind::OnFailure,
+        },
+        None => RestartKind::OnFailure,
+    };
+    let retries = match r.get("retries") {
+        Some(re) => {
+            let n = r.integer(d, "retries", 0, 1000, "a number of retries from 0 to 1000")? as u32;
+            if policy != RestartKind::OnFailure {
+                d.error(&re.key_span, format!("`{path}.retries` applies only to policy \"on-failure\""));
+                return None;
+            }
+            Some(n)
+        }
+        None => None,
+    };
+    Some(RestartPolicy { policy, retries })
+}
+
+fn parse_environment(
+    d: &mut Diagnostics<'_>,
+    ctx: &ServiceCtx<'_>,
+    entry: &Entry,
+    services: &[&Entry],
+) -> Option<Environment> {
+    let path = format!("environments.{}", entry.key);
+    check_name(d, &entry.key_span, &path, &entry.key);
+    let f = Fields::new(d, &entry.node, &path, ENVIRONMENT_KEYS)?;
+    let target = match f.get("target") {
+        Some(_) => Some(f.choice(d, "target", TARGET_NAMES)?.parse::<PlatformKind>().ok()?),
+        None => None,
+    };
+    let regions: Vec<String> = match f.get("regions") {
+        Some(e) => {
+            let list = f.strings(d, "regions", "an array of region names like [\"iad\", \"fra\"]")?;
+            let mut seen = BTreeSet::new();
+            for (r, span) in &list {
+                if r.is_empty() || !r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+                    d.error(span, format!("`{path}.regions`: {r:?} is not a region name (lowercase letters, digits, dashes)"));
+                } else if !seen.insert(*r) {
+                    d.error(span, format!("`{path}.regions`: {r:?} is listed twice"));
+                }
+            }
+            if list.is_empty() {
+                d.error(&e.node.span, format!("`{path}.regions` must not be empty; leave it out for the target's default"));
+            }
+            list.into_iter().map(|(r, _)| r.to_string()).collect()
+        }
+        None => Vec::new(),
+    };
+    let strategy = match f.get("strategy") {
+        Some(_) => f.choice(d, "strategy", Strategy::NAMES)?.parse().ok()?,
+        None => Strategy::Rolling,
+    };
+
+    let overrides: Vec<&Entry> = match f.get("services") {
+        Some(e) => Fields::open(d, &e.node, &format!("{path}.services"))?.entries().iter().collect(),
+        None => Vec::new(),
+    };
+    let known: Vec<&str> = services.iter().map(|e| e.key.as_str()).collect();
+    for o in &overrides {
+        if !known.contains(&o.key.as_str()) {
+            let msg = format!("`{path}.services.{}` overrides a service that does not exist (services: {})", o.key, quoted_list(&known));
+            match did_you_mean(&o.key, &known) {
+                Some(m) => d.error_help(&o.key_span, msg, format!("did you mean `{m}`?")),
+                None => d.error(&o.key_span, msg),
+            }
+        }
+    }
+    let mut merged = IndexMap::new();
+    for s in services {
+        let mut node = s.node.clone();
+        if let Some(o) = overrides.iter().find(|o| o.key == s.key) {
+            if o.node.entries().is_none() {
+                d.error(&o.node.span, format!("`{path}.services.{}` must be a table, found {}", o.key, o.node.type_name()));
+                continue;
+            }
+            node.merge(&o.node);
+        }
+        if let Some(svc) = parse_service(d, ctx, &s.key, &node, &format!("services.{}", s.key), &s.key_span) {
+            merged.insert(svc.name.clone(), svc);
+        }
+    }
+    Some(Environment { name: entry.key.clone(), target, regions, strategy, services: merged })
+}
+
+fn parse_targets(d: &mut Diagnostics<'_>, root: &Fields<'_>, names: &Names<'_>) -> Targets {
+    let default_template = || NameTemplate(NameTemplate::DEFAULT.to_string());
+    let mut t = Targets {
+        fly: FlyTarget { declared: false, org: "personal".to_string(), primary_region: None, name_template: default_template() },
+        railway: RailwayTarget { declared: false, project: None, name_template: NameTemplate("{service}".to_string()) },
+        render: RenderTarget {
+            declared: false,
+            region: None,
+            name_template: default_template(),
+            plans: BTreeMap::new(),
+            registry_credential: None,
+        },
+    };
+    let Some(e) = root.get("targets") else { return t };
+    let Some(targets) = Fields::new(d, &e.node, "targets", TARGET_NAMES) else { return t };
+
+    let template = |d: &mut Diagnostics<'_>, f: &Fields<'_>| -> Option<NameTemplate> {
+        let text = f.string(d, "name_template", "a template like \"{app}-{service}-{env}\"")?;
+        let span = f.get("name_template").map(|e| e.node.span.clone()).unwrap_or_default();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('}') else {
+                d.error(&span, format!("`{}.name_template` has an unclosed `{{`", f.path));
+                return None;
+            };
+            let placeholder = &after[..close];
+            if !NameTemplate::PLACEHOLDERS.contains(&placeholder) {
+                d.error(&span, format!("`{}.name_template` has an unknown placeholder {{{placeholder}}}; expected {{app}}, {{service}} or {{env}}", f.path));
+                return None;
+            }
+            rest = &after[close + 1..];
+        }
+        if !text.contains("{service}") {
+            d.error(&span, format!("`{}.name_template` must contain {{service}} so that every service gets its own name", f.path));
+            return None;
+        }
+        Some(NameTemplate(text.to_string()))
+    };
+
+    if let Some(e) = targets.get("fly")
+        && let Some(f) = Fields::new(d, &e.node, "targets.fly", FLY_KEYS)
+    {
+        t.fly.declared = true;
+        if let Some(org) = f.string(d, "org", "an organisation slug like \"acme\"") {
+            t.fly.org = org.to_string();
+        }
+        t.fly.primary_region = f.string(d, "primary_region", "a region code like \"iad\"").map(str::to_string);
+        if let Some(tpl) = template(d, &f) {
+            t.fly.name_template = tpl;
+        }
+    }
+    if let Some(e) = targets.get("railway")
+        && let Some(f) = Fields::new(d, &e.node, "targets.railway", RAILWAY_KEYS)
+    {
+        t.railway.declared = true;
+        t.railway.project = f.string(d, "project", "a Railway project name").map(str::to_string);
+        if let Some(tpl) = template(d, &f) {
+            t.railway.name_template = tpl;
+        }
+    }
+    if let Some(e) = targets.get("render")
+        && let Some(f) = Fields::new(d, &e.node, "targets.render", RENDER_KEYS)
+    {
+        t.render.declared = true;
+        t.render.region = f.string(d, "region", "a Render region like \"oregon\"").map(str::to_string);
+        t.render.registry_credential =
+            f.string(d, "registry_credential", "the name of a Render registry credential").map(str::to_string);
+        if let Some(tpl) = template(d, &f) {
+            t.render.name_template = tpl;
+        }
+        if let Some(se) = f.get("services")
+            && let Some(svcs) = Fields::open(d, &se.node, "targets.render.services")
+        {
+            for s in svcs.entries() {
+                let spath = format!("targets.render.services.{}", s.key);
+                if !names.services.contains(&s.key.as_str()) {
+                    let msg = format!("`{spath}` names a service that does not exist");
+                    match did_you_mean(&s.key, &names.services) {
+                        Some(m) => d.error_help(&s.key_span, msg, format!("did you mean `{m}`?")),
+                        None => d.error(&s.key_span, msg),
+                    }
+                    continue;
+                }
+                if let Some(sf) = Fields::new(d, &s.node, &spath, RENDER_SERVICE_KEYS)
+                    && let Some(plan) = sf.string(d, "plan", "a Render plan like \"standard\"")
+                {
+                    t.render.plans.insert(s.key.clone(), plan.to_string());
+                }
+            }
+        }
+    }
+    t
+}
+
+/// Every platform name a template yields must be valid and unique.
+fn check_platform_names(d: &mut Diagnostics<'_>, app: &App, root: &Fields<'_>) {
+    let span_of = |platform: PlatformKind| {
+        root.get("targets")
+            .and_then(|t| t.node.entries())
+            .and_then(|es| es.iter().find(|e| e.key == platform.as_str()))
+            .and_then(|e| e.node.entries())
+            .and_then(|es| es.iter().find(|e| e.key == "name_template"))
+            .map_or(0..0, |e| e.node.span.clone())
+    };
+    let components: Vec<&str> = app.services.keys().chain(app.databases.keys()).map(String::as_str).collect();
+    for platform in PlatformKind::ALL {
+        for env in app.environments.keys() {
+            let mut seen = BTreeMap::new();
+            for c in &components {
+                let name = app.platform_name(platform, c, env);
+                if !is_valid_name(&name) {
+                    d.error(&span_of(platform), format!("the {platform} name of `{c}` in `{env}` would be {name:?}: names must be lowercase letters, digits and dashes, starting with a letter, at most 63"));
+                } else if let Some(other) = seen.insert(name.clone(), *c) {
+                    d.error(&span_of(platform), format!("`{other}` and `{c}` would both be named {name:?} on {platform} in `{env}`"));
+                }
+            }
+        }
+    }
+}
