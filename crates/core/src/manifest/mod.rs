@@ -809,7 +809,7 @@ fn check_platform_names(d: &mut Diagnostics<'_>, app: &App, root: &Fields<'_>) {
             .and_then(|es| es.iter().find(|e| e.key == "name_template"))
             .map_or(0..0, |e| e.node.span.clone())
     };
-    let components: Vec<&str> = app.services.keys().chain(app.databases.keys()).map(String::as_str).collect();
+    let components: BTreeSet<&str> = app.services.keys().chain(app.databases.keys()).map(String::as_str).collect();
     for platform in PlatformKind::ALL {
         for env in app.environments.keys() {
             let mut seen = BTreeMap::new();
