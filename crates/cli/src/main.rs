@@ -1,1 +1,37 @@
-fn main() {}
+//! `shipit`: deploy one app, described once in `shipit.toml`, to Fly.io, Railway and Render.
+//!
+//! The binary is thin: it parses flags, calls the library crates, and turns their results into
+//! output (human text on stderr, machine output on stdout with `--json`) and a documented exit
+//! code (see [`exit::Exit`] and `docs/cli.md`).
+
+mod cli;
+mod commands;
+mod diagnostics;
+mod dockerfile;
+mod exit;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::exit::Exit;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => Exit::Ok.into(),
+                _ => Exit::BadInput.into(),
+            };
+        }
+    };
+    let exit = match &cli.command {
+        Command::Validate => commands::validate::run(&cli),
+        Command::Render(args) => commands::render::run(&cli, args),
+        Command::Init(args) => commands::init::run(&cli, args),
+    };
+    exit.into()
+}

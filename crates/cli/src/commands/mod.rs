@@ -1,0 +1,27 @@
+//! One module per command.
+
+pub mod init;
+pub mod render;
+pub mod validate;
+
+use shipit_core::App;
+use shipit_core::manifest::LoadError;
+
+use crate::cli::Cli;
+use crate::diagnostics;
+use crate::exit::Exit;
+
+/// Loads the manifest named by `-f`, reporting problems; `Err` carries the exit code.
+pub fn load_manifest(cli: &Cli) -> Result<App, Exit> {
+    match shipit_core::load(&cli.file) {
+        Ok(app) => Ok(app),
+        Err(LoadError::Invalid(errors)) => {
+            diagnostics::report_manifest(cli, &errors);
+            Err(Exit::BadInput)
+        }
+        Err(e) => {
+            diagnostics::error(cli, &e.to_string(), Some("pass the manifest with -f PATH, or create one with `shipit init`"));
+            Err(Exit::BadInput)
+        }
+    }
+}
