@@ -113,7 +113,9 @@ fn read_healthcheck(rest: &str, facts: &mut DockerfileFacts) {
 fn url_path(s: &str) -> Option<String> {
     let start = s.find("http://").map(|i| i + 7).or_else(|| s.find("https://").map(|i| i + 8))?;
     let url = &s[start..];
-    let end = url.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ']' | ')' | '|' | ';' | '&')).unwrap_or(url.len());
+    let end = url
+        .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ']' | ')' | '|' | ';' | '&'))
+        .unwrap_or(url.len());
     let authority_and_path = &url[..end];
     let path = match authority_and_path.find('/') {
         Some(i) => &authority_and_path[i..],

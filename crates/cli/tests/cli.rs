@@ -1,5 +1,8 @@
 //! The built `shipit` binary, run as a user would: validate, render, init.
 
+// Test helpers outside #[test] fns unwrap and panic on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
@@ -49,7 +52,10 @@ fn validate_reports_every_problem_with_its_place_and_exit_4() {
     .unwrap();
     let out = shipit().arg("-f").arg(&path).arg("validate").assert().code(4).get_output().clone();
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("shipit.toml:5:8: `services.api.port` must be a port number from 1 to 65535, found 70000"), "{stderr}");
+    assert!(
+        stderr.contains("shipit.toml:5:8: `services.api.port` must be a port number from 1 to 65535, found 70000"),
+        "{stderr}"
+    );
     assert!(stderr.contains("shipit.toml:6:1: unknown key `prot`"), "{stderr}");
     assert!(stderr.contains("did you mean `port`?"), "{stderr}");
     assert!(stderr.contains("2 problems"), "{stderr}");
@@ -86,11 +92,9 @@ fn validate_annotates_in_github_actions() {
 
 #[test]
 fn a_missing_manifest_is_bad_input() {
-    shipit()
-        .args(["validate", "-f", "/nonexistent/shipit.toml"])
-        .assert()
-        .code(4)
-        .stderr(predicate::str::contains("cannot read /nonexistent/shipit.toml").and(predicate::str::contains("shipit init")));
+    shipit().args(["validate", "-f", "/nonexistent/shipit.toml"]).assert().code(4).stderr(
+        predicate::str::contains("cannot read /nonexistent/shipit.toml").and(predicate::str::contains("shipit init")),
+    );
 }
 
 #[test]
@@ -136,6 +140,14 @@ fn render_all_writes_every_platform_then_check_detects_drift() {
             .code(code)
     };
     check(0);
+    // rendering again over its own files is fine
+    shipit()
+        .arg("-f")
+        .arg(example().join("shipit.toml"))
+        .args(["render", "--to", "all", "--env", "production", "--out"])
+        .arg(out.path())
+        .assert()
+        .success();
     std::fs::write(out.path().join("render.yaml"), "services: []\n").unwrap();
     std::fs::remove_file(out.path().join("fly.web.toml")).unwrap();
     let assert = check(2);
@@ -179,7 +191,10 @@ fn render_needs_a_known_env() {
         .args(["render", "--to", "fly", "--env", "prod"])
         .assert()
         .code(4)
-        .stderr(predicate::str::contains("--env prod: no such environment").and(predicate::str::contains("staging, production")));
+        .stderr(
+            predicate::str::contains("--env prod: no such environment")
+                .and(predicate::str::contains("staging, production")),
+        );
     shipit()
         .arg("-f")
         .arg(example().join("shipit.toml"))
@@ -208,7 +223,10 @@ fn init_from_dockerfiles_drafts_a_manifest_that_validates() {
     let api = &app.services["api"];
     assert_eq!(api.port, Some(4000));
     let health = api.health.as_ref().unwrap();
-    assert_eq!((health.path.as_str(), health.interval.to_string().as_str(), health.grace.to_string().as_str()), ("/api/health", "30s", "10s"));
+    assert_eq!(
+        (health.path.as_str(), health.interval.to_string().as_str(), health.grace.to_string().as_str()),
+        ("/api/health", "30s", "10s")
+    );
     assert_eq!(api.image.to_string(), "ghcr.io/acme/forgestack-api");
     let worker = &app.services["worker"];
     assert_eq!(worker.port, None);
@@ -227,7 +245,12 @@ fn init_from_dockerfiles_drafts_a_manifest_that_validates() {
         .code(4)
         .stderr(predicate::str::contains("already exists"));
     assert_eq!(std::fs::read_to_string(&manifest).unwrap(), "# mine\n");
-    shipit().arg("-f").arg(&manifest).args(["init", "--from-dockerfiles", "--force", "--namespace", "acme"]).assert().success();
+    shipit()
+        .arg("-f")
+        .arg(&manifest)
+        .args(["init", "--from-dockerfiles", "--force", "--namespace", "acme"])
+        .assert()
+        .success();
     assert!(std::fs::read_to_string(&manifest).unwrap().contains("[services.api]"));
 }
 
@@ -237,7 +260,13 @@ fn init_without_dockerfiles() {
     let root = dir.path().join("my_shop");
     std::fs::create_dir(&root).unwrap();
     let manifest = root.join("shipit.toml");
-    shipit().arg("-f").arg(&manifest).args(["init", "--from-dockerfiles"]).assert().code(4).stderr(predicate::str::contains("no Dockerfile found"));
+    shipit()
+        .arg("-f")
+        .arg(&manifest)
+        .args(["init", "--from-dockerfiles"])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("no Dockerfile found"));
     assert!(!manifest.exists());
     shipit().arg("-f").arg(&manifest).args(["init", "--to", "render"]).assert().success();
     let app = shipit_core::load(&manifest).unwrap();

@@ -59,8 +59,12 @@ pub fn is_valid_tag(tag: &str) -> bool {
 /// Whether `digest` is `algorithm:hex` with a known algorithm and the right length.
 pub fn is_valid_digest(digest: &str) -> bool {
     match digest.split_once(':') {
-        Some(("sha256", hex)) => hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
-        Some(("sha512", hex)) => hex.len() == 128 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        Some(("sha256", hex)) => {
+            hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }
+        Some(("sha512", hex)) => {
+            hex.len() == 128 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }
         _ => false,
     }
 }
@@ -119,7 +123,9 @@ impl FromStr for ImageRef {
             return Err(err("the registry host is not valid"));
         }
         if !repository.split('/').all(is_valid_component) {
-            return Err(err("repository names are lowercase letters, digits and separators ('.', '_', '-') between '/'"));
+            return Err(err(
+                "repository names are lowercase letters, digits and separators ('.', '_', '-') between '/'",
+            ));
         }
         Ok(Self { registry, repository, tag, digest })
     }
@@ -145,7 +151,10 @@ mod tests {
     #[test]
     fn parses_like_docker() {
         let r: ImageRef = "ghcr.io/acme/forgestack-api:3f2c1ab".parse().unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("ghcr.io", "acme/forgestack-api", Some("3f2c1ab")));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("ghcr.io", "acme/forgestack-api", Some("3f2c1ab"))
+        );
         let r: ImageRef = "localhost:5000/app".parse().unwrap();
         assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag), ("localhost:5000", "app", None));
         let r: ImageRef = "redis".parse().unwrap();

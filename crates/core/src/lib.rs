@@ -23,6 +23,7 @@ pub mod github;
 pub mod image;
 pub mod manifest;
 pub mod model;
+pub mod shell;
 
 pub use duration::GoDuration;
 pub use files::{RenderError, RenderedFile};

@@ -182,7 +182,8 @@ pub enum Property {
 
 impl Property {
     /// Properties a database offers.
-    pub const DATABASE: &'static [&'static str] = &["connection_string", "host", "port", "user", "password", "database"];
+    pub const DATABASE: &'static [&'static str] =
+        &["connection_string", "host", "port", "user", "password", "database"];
     /// Properties a service offers.
     pub const SERVICE: &'static [&'static str] = &["url", "host", "port"];
 

@@ -1,6 +1,9 @@
 //! Malformed manifests: each is refused with a message that names the place and says what was
 //! expected. None of them may panic.
 
+// Test helpers outside #[test] fns unwrap and panic on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use shipit_core::parse;
 
 /// A small valid manifest that the cases below break one way at a time.
@@ -81,7 +84,11 @@ fn unknown_service_key_suggests() {
 
 #[test]
 fn unknown_key_in_inline_table() {
-    one(&BASE.replace("{ path = \"/healthz\" }", "{ path = \"/healthz\", intervall = \"5s\" }"), "8:31", "did you mean `interval`?");
+    one(
+        &BASE.replace("{ path = \"/healthz\" }", "{ path = \"/healthz\", intervall = \"5s\" }"),
+        "8:31",
+        "did you mean `interval`?",
+    );
 }
 
 #[test]
@@ -92,13 +99,25 @@ fn port_out_of_range() {
 
 #[test]
 fn port_of_the_wrong_type() {
-    one(&BASE.replace("port = 4000", "port = \"4000\""), "7:8", "must be a port number from 1 to 65535, found a string");
+    one(
+        &BASE.replace("port = 4000", "port = \"4000\""),
+        "7:8",
+        "must be a port number from 1 to 65535, found a string",
+    );
 }
 
 #[test]
 fn bad_durations() {
-    one(&BASE.replace("{ path = \"/healthz\" }", "{ path = \"/healthz\", interval = \"30 seconds\" }"), "8:42", "must be a duration like \"30s\", \"500ms\" or \"1h30m\", found \"30 seconds\"");
-    one(&BASE.replace("{ path = \"/healthz\" }", "{ path = \"/healthz\", timeout = 5 }"), "8:41", "must be a duration like \"30s\"");
+    one(
+        &BASE.replace("{ path = \"/healthz\" }", "{ path = \"/healthz\", interval = \"30 seconds\" }"),
+        "8:42",
+        "must be a duration like \"30s\", \"500ms\" or \"1h30m\", found \"30 seconds\"",
+    );
+    one(
+        &BASE.replace("{ path = \"/healthz\" }", "{ path = \"/healthz\", timeout = 5 }"),
+        "8:41",
+        "must be a duration like \"30s\"",
+    );
     one(&BASE.replace("{ path = \"/healthz\" }", "{ path = \"/healthz\", grace = \"10\" }"), "8:39", "found \"10\"");
 }
 
@@ -144,36 +163,69 @@ fn service_and_database_share_a_name() {
 
 #[test]
 fn env_from_unknown_target_suggests() {
-    one(&BASE.replace("port = 4000", "port = 4000\nenv_from = { DATABASE_URL = \"dbb.connection_string\" }"), "8:29", "did you mean `db`?");
+    one(
+        &BASE.replace("port = 4000", "port = 4000\nenv_from = { DATABASE_URL = \"dbb.connection_string\" }"),
+        "8:29",
+        "did you mean `db`?",
+    );
 }
 
 #[test]
 fn env_from_unknown_property() {
-    one(&BASE.replace("port = 4000", "port = 4000\nenv_from = { DATABASE_URL = \"db.connection_url\" }"), "8:29", "has no property \"connection_url\"");
-    one(&BASE.replace("port = 4000", "port = 4000\nenv_from = { U = \"api.connection_string\" }"), "8:18", "a service has no property");
+    one(
+        &BASE.replace("port = 4000", "port = 4000\nenv_from = { DATABASE_URL = \"db.connection_url\" }"),
+        "8:29",
+        "has no property \"connection_url\"",
+    );
+    one(
+        &BASE.replace("port = 4000", "port = 4000\nenv_from = { U = \"api.connection_string\" }"),
+        "8:18",
+        "a service has no property",
+    );
 }
 
 #[test]
 fn env_from_without_a_property() {
-    one(&BASE.replace("port = 4000", "port = 4000\nenv_from = { DATABASE_URL = \"db\" }"), "8:29", "must be `<database>.<property>`");
+    one(
+        &BASE.replace("port = 4000", "port = 4000\nenv_from = { DATABASE_URL = \"db\" }"),
+        "8:29",
+        "must be `<database>.<property>`",
+    );
 }
 
 #[test]
 fn env_from_url_of_a_worker() {
-    let src = with("\n[services.worker]\nimage = \"ghcr.io/acme/w\"\n\n[services.web]\nport = 3000\nenv_from = { API = \"worker.url\" }\n");
+    let src = with(
+        "\n[services.worker]\nimage = \"ghcr.io/acme/w\"\n\n[services.web]\nport = 3000\nenv_from = { API = \"worker.url\" }\n",
+    );
     one(&src, "21:20", "it is a worker with none");
 }
 
 #[test]
 fn secret_looking_plain_values_are_refused() {
-    one(&BASE.replace("port = 4000", "port = 4000\nenv = { STRIPE_SECRET_KEY = \"sk_live_x\" }"), "8:9", "looks like a secret");
-    one(&BASE.replace("port = 4000", "port = 4000\nenv = { DB_PASSWORD = \"hunter2\" }"), "8:9", "move DB_PASSWORD to `secrets");
+    one(
+        &BASE.replace("port = 4000", "port = 4000\nenv = { STRIPE_SECRET_KEY = \"sk_live_x\" }"),
+        "8:9",
+        "looks like a secret",
+    );
+    one(
+        &BASE.replace("port = 4000", "port = 4000\nenv = { DB_PASSWORD = \"hunter2\" }"),
+        "8:9",
+        "move DB_PASSWORD to `secrets",
+    );
     one(&BASE.replace("port = 4000", "port = 4000\nenv = { GITHUB_TOKEN = \"x\" }"), "8:9", "looks like a secret");
 }
 
 #[test]
 fn secret_marked_plain_is_allowed_but_marked_secret_is_not() {
-    parse(&BASE.replace("port = 4000", "port = 4000\nenv = { STRIPE_PUBLISHABLE_KEY = { value = \"pk_x\", secret = false } }"), "t").unwrap();
+    parse(
+        &BASE.replace(
+            "port = 4000",
+            "port = 4000\nenv = { STRIPE_PUBLISHABLE_KEY = { value = \"pk_x\", secret = false } }",
+        ),
+        "t",
+    )
+    .unwrap();
     one(
         &BASE.replace("port = 4000", "port = 4000\nenv = { K = { value = \"v\", secret = true } }"),
         "8:37",
@@ -183,47 +235,90 @@ fn secret_marked_plain_is_allowed_but_marked_secret_is_not() {
 
 #[test]
 fn bad_env_names() {
-    one(&BASE.replace("port = 4000", "port = 4000\nenv = { node_env = \"production\" }"), "8:9", "not a valid variable name");
+    one(
+        &BASE.replace("port = 4000", "port = 4000\nenv = { node_env = \"production\" }"),
+        "8:9",
+        "not a valid variable name",
+    );
     one(&BASE.replace("port = 4000", "port = 4000\nsecrets = [\"1KEY\"]"), "8:12", "not a valid variable name");
 }
 
 #[test]
 fn a_variable_defined_twice() {
-    one(&BASE.replace("port = 4000", "port = 4000\nenv = { API_SECRET = { value = \"x\", secret = false } }\nsecrets = [\"API_SECRET\"]"), "9:12", "defined twice");
+    one(
+        &BASE.replace(
+            "port = 4000",
+            "port = 4000\nenv = { API_SECRET = { value = \"x\", secret = false } }\nsecrets = [\"API_SECRET\"]",
+        ),
+        "9:12",
+        "defined twice",
+    );
 }
 
 #[test]
 fn env_value_of_the_wrong_type() {
-    one(&BASE.replace("port = 4000", "port = 4000\nenv = { LIST = [1, 2] }"), "8:16", "must be a string, found an array");
+    one(
+        &BASE.replace("port = 4000", "port = 4000\nenv = { LIST = [1, 2] }"),
+        "8:16",
+        "must be a string, found an array",
+    );
 }
 
 #[test]
 fn secrets_must_be_strings() {
-    one(&BASE.replace("port = 4000", "port = 4000\nsecrets = [\"A_SECRET\", 5]"), "8:24", "found an integer in the array");
+    one(
+        &BASE.replace("port = 4000", "port = 4000\nsecrets = [\"A_SECRET\", 5]"),
+        "8:24",
+        "found an integer in the array",
+    );
 }
 
 #[test]
 fn scale_min_above_max() {
-    one(&BASE.replace("port = 4000", "port = 4000\nscale = { min = 4, max = 2 }"), "8:17", "must not be greater than `max`");
+    one(
+        &BASE.replace("port = 4000", "port = 4000\nscale = { min = 4, max = 2 }"),
+        "8:17",
+        "must not be greater than `max`",
+    );
 }
 
 #[test]
 fn vm_values_must_be_positive() {
     one(&BASE.replace("port = 4000", "port = 4000\nvm = { cpus = 0 }"), "8:15", "a positive number of CPUs");
     one(&BASE.replace("port = 4000", "port = 4000\nvm = { memory_mb = -512 }"), "8:20", "a positive amount of memory");
-    one(&BASE.replace("port = 4000", "port = 4000\nvm = { cpu_kind = \"dedicated\" }"), "8:19", "one of `shared`, `performance`");
+    one(
+        &BASE.replace("port = 4000", "port = 4000\nvm = { cpu_kind = \"dedicated\" }"),
+        "8:19",
+        "one of `shared`, `performance`",
+    );
 }
 
 #[test]
 fn restart_policy_choice_suggests() {
-    one(&BASE.replace("port = 4000", "port = 4000\nrestart = { policy = \"on_failure\" }"), "8:22", "did you mean \"on-failure\"?");
-    one(&BASE.replace("port = 4000", "port = 4000\nrestart = { policy = \"always\", retries = 3 }"), "8:32", "applies only to policy \"on-failure\"");
+    one(
+        &BASE.replace("port = 4000", "port = 4000\nrestart = { policy = \"on_failure\" }"),
+        "8:22",
+        "did you mean \"on-failure\"?",
+    );
+    one(
+        &BASE.replace("port = 4000", "port = 4000\nrestart = { policy = \"always\", retries = 3 }"),
+        "8:32",
+        "applies only to policy \"on-failure\"",
+    );
 }
 
 #[test]
 fn image_with_a_tag_or_invalid() {
-    one(&BASE.replace("port = 4000", "port = 4000\nimage = \"ghcr.io/acme/api:latest\""), "8:9", "the tag comes from `shipit deploy --tag`");
-    one(&BASE.replace("port = 4000", "port = 4000\nimage = \"ghcr.io/Acme/API\""), "8:9", "not a valid image reference");
+    one(
+        &BASE.replace("port = 4000", "port = 4000\nimage = \"ghcr.io/acme/api:latest\""),
+        "8:9",
+        "the tag comes from `shipit deploy --tag`",
+    );
+    one(
+        &BASE.replace("port = 4000", "port = 4000\nimage = \"ghcr.io/Acme/API\""),
+        "8:9",
+        "not a valid image reference",
+    );
 }
 
 #[test]
@@ -310,14 +405,25 @@ fn every_problem_is_reported_at_once() {
 #[test]
 fn display_names_the_file() {
     let err = parse(&BASE.replace("port = 4000", "port = 70000"), "deploy/shipit.toml").unwrap_err();
-    assert_eq!(err.to_string(), "deploy/shipit.toml:7:8: `services.api.port` must be a port number from 1 to 65535, found 70000");
+    assert_eq!(
+        err.to_string(),
+        "deploy/shipit.toml:7:8: `services.api.port` must be a port number from 1 to 65535, found 70000"
+    );
 }
 
 #[test]
 fn garbage_never_panics() {
-    let samples = ["", "\0", "[[services]]\nx=1", "services = 5", "environments = []", "app = \"a\"\n[services]\napi = 1",
+    let samples = [
+        "",
+        "\0",
+        "[[services]]\nx=1",
+        "services = 5",
+        "environments = []",
+        "app = \"a\"\n[services]\napi = 1",
         "app=\"a\"\n[services.a]\nhealth = 5\nscale = \"x\"\nvm = []\nrestart = 1\nbuild = 3\nenv = 4\nenv_from = 1\nsecrets = {}",
-        "app=\"a\"\n[environments.x]\nservices = 1\n[targets]\nfly = 1", "app = \"a\"\n[environments.e]\nservices.x = 1"];
+        "app=\"a\"\n[environments.x]\nservices = 1\n[targets]\nfly = 1",
+        "app = \"a\"\n[environments.e]\nservices.x = 1",
+    ];
     for s in samples {
         let _ = parse(s, "shipit.toml");
     }

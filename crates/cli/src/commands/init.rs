@@ -19,7 +19,11 @@ struct Found {
 pub fn run(cli: &Cli, args: &InitArgs) -> Exit {
     let path = &cli.file;
     if path.exists() && !args.force {
-        diagnostics::error(cli, &format!("{} already exists; nothing was written", path.display()), Some("pass --force to replace it"));
+        diagnostics::error(
+            cli,
+            &format!("{} already exists; nothing was written", path.display()),
+            Some("pass --force to replace it"),
+        );
         return Exit::BadInput;
     }
     let root = match path.parent() {
@@ -29,11 +33,20 @@ pub fn run(cli: &Cli, args: &InitArgs) -> Exit {
     let app = match args.app.clone().or_else(|| dir_name(&root)).map(|n| sanitize(&n)) {
         Some(name) if shipit_core::model::is_valid_name(&name) => name,
         other => {
-            diagnostics::error(cli, &format!("cannot derive an app name from the directory ({other:?})"), Some("pass --app NAME"));
+            diagnostics::error(
+                cli,
+                &format!("cannot derive an app name from the directory ({other:?})"),
+                Some("pass --app NAME"),
+            );
             return Exit::BadInput;
         }
     };
-    let namespace = args.namespace.clone().or_else(|| github_owner(&root)).unwrap_or_else(|| "owner".to_string()).to_ascii_lowercase();
+    let namespace = args
+        .namespace
+        .clone()
+        .or_else(|| github_owner(&root))
+        .unwrap_or_else(|| "owner".to_string())
+        .to_ascii_lowercase();
 
     let services = if args.from_dockerfiles {
         let found = match find_dockerfiles(&root, &app) {
@@ -57,7 +70,11 @@ pub fn run(cli: &Cli, args: &InitArgs) -> Exit {
             name: "web".to_string(),
             context: ".".to_string(),
             dockerfile: "Dockerfile".to_string(),
-            facts: DockerfileFacts { port: Some(8080), health_path: Some("/healthz".to_string()), ..Default::default() },
+            facts: DockerfileFacts {
+                port: Some(8080),
+                health_path: Some("/healthz".to_string()),
+                ..Default::default()
+            },
         }]
     };
 
@@ -113,7 +130,8 @@ fn sanitize(name: &str) -> String {
 /// The GitHub owner of the `origin` remote, read from .git/config.
 fn github_owner(root: &Path) -> Option<String> {
     let config = std::fs::read_to_string(root.join(".git/config")).ok()?;
-    let url = config.lines().map(str::trim).find_map(|l| l.strip_prefix("url = ").filter(|u| u.contains("github.com")))?;
+    let url =
+        config.lines().map(str::trim).find_map(|l| l.strip_prefix("url = ").filter(|u| u.contains("github.com")))?;
     let after = url.split("github.com").nth(1)?.trim_start_matches([':', '/']);
     after.split('/').next().filter(|o| !o.is_empty()).map(str::to_string)
 }
@@ -185,7 +203,11 @@ fn manifest_text(app: &str, namespace: &str, to: &str, services: &[Found]) -> St
     let mut t = String::new();
     let _ = writeln!(t, "# shipit.toml, drafted by `shipit init`. Reference: docs/manifest.md");
     let _ = writeln!(t, "app = {}\n", q(app));
-    let _ = writeln!(t, "[registry]\nhost = \"ghcr.io\"\nnamespace = {}   # your GitHub user or organisation\n", q(namespace));
+    let _ = writeln!(
+        t,
+        "[registry]\nhost = \"ghcr.io\"\nnamespace = {}   # your GitHub user or organisation\n",
+        q(namespace)
+    );
     for s in services {
         let _ = writeln!(t, "[services.{}]", s.name);
         let _ = writeln!(t, "image = {}", q(&format!("ghcr.io/{namespace}/{app}-{}", s.name)));

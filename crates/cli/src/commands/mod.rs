@@ -20,7 +20,11 @@ pub fn load_manifest(cli: &Cli) -> Result<App, Exit> {
             Err(Exit::BadInput)
         }
         Err(e) => {
-            diagnostics::error(cli, &e.to_string(), Some("pass the manifest with -f PATH, or create one with `shipit init`"));
+            diagnostics::error(
+                cli,
+                &e.to_string(),
+                Some("pass the manifest with -f PATH, or create one with `shipit init`"),
+            );
             Err(Exit::BadInput)
         }
     }

@@ -43,7 +43,11 @@ pub fn run(cli: &Cli) -> Exit {
             cli.file.display(),
             app.name,
             services.join(", "),
-            if app.databases.is_empty() { "none".to_string() } else { app.databases.keys().cloned().collect::<Vec<_>>().join(", ") },
+            if app.databases.is_empty() {
+                "none".to_string()
+            } else {
+                app.databases.keys().cloned().collect::<Vec<_>>().join(", ")
+            },
             app.environments.keys().cloned().collect::<Vec<_>>().join(", "),
         ),
     );

@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-pub use diag::{ManifestErrors, Problem};
 use diag::{Diagnostics, did_you_mean};
+pub use diag::{ManifestErrors, Problem};
 use read::{Fields, quoted_list};
 use tree::{Entry, Kind, Node, Span};
 
@@ -96,11 +96,15 @@ fn parse_inner(source: &str, d: &mut Diagnostics<'_>) -> Option<App> {
 
     let name = match root.get("app") {
         None => {
-            d.error(&(0..0), "missing `app = \"name\"` at the top level: the app's name (lowercase letters, digits, dashes)");
+            d.error(
+                &(0..0),
+                "missing `app = \"name\"` at the top level: the app's name (lowercase letters, digits, dashes)",
+            );
             None
         }
         Some(_) => root.string(d, "app", "a name of lowercase letters, digits and dashes").and_then(|n| {
-            check_name(d, &root.get("app").map(|e| e.node.span.clone()).unwrap_or_default(), "app", n).then(|| n.to_string())
+            check_name(d, &root.get("app").map(|e| e.node.span.clone()).unwrap_or_default(), "app", n)
+                .then(|| n.to_string())
         }),
     };
 
@@ -161,7 +165,10 @@ fn parse_inner(source: &str, d: &mut Diagnostics<'_>) -> Option<App> {
                 }
             }
         }
-        None => d.error(&(0..0), "missing `[environments.NAME]`: declare at least one environment, like [environments.staging]"),
+        None => d.error(
+            &(0..0),
+            "missing `[environments.NAME]`: declare at least one environment, like [environments.staging]",
+        ),
     }
 
     let app = App { name: name?, registry, services, databases, environments, targets };
@@ -203,7 +210,10 @@ fn parse_registry(d: &mut Diagnostics<'_>, root: &Fields<'_>) -> RegistryConfig 
         if valid {
             reg.namespace = Some(ns.to_string());
         } else if let Some(e) = f.get("namespace") {
-            d.error(&e.node.span, format!("`registry.namespace` must be lowercase letters, digits, '-', '_' or '.', found {ns:?}"));
+            d.error(
+                &e.node.span,
+                format!("`registry.namespace` must be lowercase letters, digits, '-', '_' or '.', found {ns:?}"),
+            );
         }
     }
     reg
@@ -294,7 +304,9 @@ fn parse_service(
             if h.is_some() && f.get("port").is_none() {
                 d.error_help(
                     &e.key_span,
-                    format!("`{path}.health` needs a port: a service without `port` cannot be health-checked over HTTP"),
+                    format!(
+                        "`{path}.health` needs a port: a service without `port` cannot be health-checked over HTTP"
+                    ),
                     "add `port = …` or remove `health`",
                 );
             }
@@ -379,7 +391,10 @@ fn parse_health(d: &mut Diagnostics<'_>, f: &Fields<'_>, e: &Entry) -> Option<He
     if let Some(te) = h.get("timeout")
         && timeout > interval
     {
-        d.error(&te.node.span, format!("`{path}.timeout` ({timeout}) must not be longer than the interval ({interval})"));
+        d.error(
+            &te.node.span,
+            format!("`{path}.timeout` ({timeout}) must not be longer than the interval ({interval})"),
+        );
         return None;
     }
     Some(HealthCheck { path: hp?, interval, timeout, grace: grace.unwrap_or(defaults.2) })
@@ -430,7 +445,12 @@ fn parse_env_vars(d: &mut Diagnostics<'_>, f: &Fields<'_>, names: &Names<'_>) ->
                         Some(t) => {
                             let value = t.string(d, "value", "a string");
                             if t.get("value").is_none() {
-                                d.error(&v.node.span, format!("`{vpath}` needs `value`, like {{ value = \"pk_live_…\", secret = false }}"));
+                                d.error(
+                                    &v.node.span,
+                                    format!(
+                                        "`{vpath}` needs `value`, like {{ value = \"pk_live_…\", secret = false }}"
+                                    ),
+                                );
                             }
                             let secret = t.boolean(d, "secret");
                             match (t.get("secret"), secret) {
@@ -438,7 +458,10 @@ fn parse_env_vars(d: &mut Diagnostics<'_>, f: &Fields<'_>, names: &Names<'_>) ->
                                     d.error_help(
                                         &se.node.span,
                                         format!("`{vpath}` is marked secret but has its value in the manifest"),
-                                        format!("move {} to `secrets = [...]` and set its value on the platform", v.key),
+                                        format!(
+                                            "move {} to `secrets = [...]` and set its value on the platform",
+                                            v.key
+                                        ),
                                     );
                                     (None, true)
                                 }
@@ -494,7 +517,13 @@ fn parse_env_vars(d: &mut Diagnostics<'_>, f: &Fields<'_>, names: &Names<'_>) ->
                 for r in refs.entries() {
                     let rpath = format!("{path}.{}", r.key);
                     let Kind::String(text) = &r.node.kind else {
-                        d.error(&r.node.span, format!("`{rpath}` must be a string like \"db.connection_string\", found {}", r.node.type_name()));
+                        d.error(
+                            &r.node.span,
+                            format!(
+                                "`{rpath}` must be a string like \"db.connection_string\", found {}",
+                                r.node.type_name()
+                            ),
+                        );
                         ok = false;
                         continue;
                     };
@@ -510,7 +539,13 @@ fn parse_env_vars(d: &mut Diagnostics<'_>, f: &Fields<'_>, names: &Names<'_>) ->
     ok.then_some(env)
 }
 
-fn parse_reference(d: &mut Diagnostics<'_>, names: &Names<'_>, text: &str, span: &Span, path: &str) -> Option<Reference> {
+fn parse_reference(
+    d: &mut Diagnostics<'_>,
+    names: &Names<'_>,
+    text: &str,
+    span: &Span,
+    path: &str,
+) -> Option<Reference> {
     let Some((target, prop)) = text.split_once('.') else {
         d.error(span, format!("`{path}` must be `<database>.<property>` or `<service>.<property>`, like \"db.connection_string\", found {text:?}"));
         return None;
@@ -521,7 +556,10 @@ fn parse_reference(d: &mut Diagnostics<'_>, names: &Names<'_>, text: &str, span:
         (ReferenceKind::Service, Property::SERVICE)
     } else {
         let all: Vec<&str> = names.databases.iter().chain(names.services.iter()).copied().collect();
-        let msg = format!("`{path}` refers to {target:?}, which is neither a database nor a service (known: {})", quoted_list(&all));
+        let msg = format!(
+            "`{path}` refers to {target:?}, which is neither a database nor a service (known: {})",
+            quoted_list(&all)
+        );
         match did_you_mean(target, &all) {
             Some(m) => d.error_help(span, msg, format!("did you mean `{m}`?")),
             None => d.error(span, msg),
@@ -564,7 +602,13 @@ fn check_references(d: &mut Diagnostics<'_>, services: &IndexMap<String, Service
                 .map(|e| e.node.span.clone())
                 .unwrap_or_default();
             if target.port.is_none() {
-                d.error(&span, format!("`services.{}.env_from.{var}` needs `{}` to have a port, but it is a worker with none", s.name, r.target));
+                d.error(
+                    &span,
+                    format!(
+                        "`services.{}.env_from.{var}` needs `{}` to have a port, but it is a worker with none",
+                        s.name, r.target
+                    ),
+                );
             } else if r.target == s.name && r.property == Property::Url {
                 d.error(&span, format!("`services.{}.env_from.{var}` refers to the service itself", s.name));
             }
@@ -656,13 +700,19 @@ fn parse_environment(
             let mut seen = BTreeSet::new();
             for (r, span) in &list {
                 if r.is_empty() || !r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-                    d.error(span, format!("`{path}.regions`: {r:?} is not a region name (lowercase letters, digits, dashes)"));
+                    d.error(
+                        span,
+                        format!("`{path}.regions`: {r:?} is not a region name (lowercase letters, digits, dashes)"),
+                    );
                 } else if !seen.insert(*r) {
                     d.error(span, format!("`{path}.regions`: {r:?} is listed twice"));
                 }
             }
             if list.is_empty() {
-                d.error(&e.node.span, format!("`{path}.regions` must not be empty; leave it out for the target's default"));
+                d.error(
+                    &e.node.span,
+                    format!("`{path}.regions` must not be empty; leave it out for the target's default"),
+                );
             }
             list.into_iter().map(|(r, _)| r.to_string()).collect()
         }
@@ -680,7 +730,11 @@ fn parse_environment(
     let known: Vec<&str> = services.iter().map(|e| e.key.as_str()).collect();
     for o in &overrides {
         if !known.contains(&o.key.as_str()) {
-            let msg = format!("`{path}.services.{}` overrides a service that does not exist (services: {})", o.key, quoted_list(&known));
+            let msg = format!(
+                "`{path}.services.{}` overrides a service that does not exist (services: {})",
+                o.key,
+                quoted_list(&known)
+            );
             match did_you_mean(&o.key, &known) {
                 Some(m) => d.error_help(&o.key_span, msg, format!("did you mean `{m}`?")),
                 None => d.error(&o.key_span, msg),
@@ -692,7 +746,10 @@ fn parse_environment(
         let mut node = s.node.clone();
         if let Some(o) = overrides.iter().find(|o| o.key == s.key) {
             if o.node.entries().is_none() {
-                d.error(&o.node.span, format!("`{path}.services.{}` must be a table, found {}", o.key, o.node.type_name()));
+                d.error(
+                    &o.node.span,
+                    format!("`{path}.services.{}` must be a table, found {}", o.key, o.node.type_name()),
+                );
                 continue;
             }
             node.merge(&o.node);
@@ -707,7 +764,12 @@ fn parse_environment(
 fn parse_targets(d: &mut Diagnostics<'_>, root: &Fields<'_>, names: &Names<'_>) -> Targets {
     let default_template = || NameTemplate(NameTemplate::DEFAULT.to_string());
     let mut t = Targets {
-        fly: FlyTarget { declared: false, org: "personal".to_string(), primary_region: None, name_template: default_template() },
+        fly: FlyTarget {
+            declared: false,
+            org: "personal".to_string(),
+            primary_region: None,
+            name_template: default_template(),
+        },
         railway: RailwayTarget { declared: false, project: None, name_template: NameTemplate("{service}".to_string()) },
         render: RenderTarget {
             declared: false,
@@ -738,7 +800,10 @@ fn parse_targets(d: &mut Diagnostics<'_>, root: &Fields<'_>, names: &Names<'_>) 
             rest = &after[close + 1..];
         }
         if !text.contains("{service}") {
-            d.error(&span, format!("`{}.name_template` must contain {{service}} so that every service gets its own name", f.path));
+            d.error(
+                &span,
+                format!("`{}.name_template` must contain {{service}} so that every service gets its own name", f.path),
+            );
             return None;
         }
         Some(NameTemplate(text.to_string()))
@@ -818,7 +883,10 @@ fn check_platform_names(d: &mut Diagnostics<'_>, app: &App, root: &Fields<'_>) {
                 if !is_valid_name(&name) {
                     d.error(&span_of(platform), format!("the {platform} name of `{c}` in `{env}` would be {name:?}: names must be lowercase letters, digits and dashes, starting with a letter, at most 63"));
                 } else if let Some(other) = seen.insert(name.clone(), *c) {
-                    d.error(&span_of(platform), format!("`{other}` and `{c}` would both be named {name:?} on {platform} in `{env}`"));
+                    d.error(
+                        &span_of(platform),
+                        format!("`{other}` and `{c}` would both be named {name:?} on {platform} in `{env}`"),
+                    );
                 }
             }
         }

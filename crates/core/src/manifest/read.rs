@@ -8,7 +8,6 @@ use crate::duration::GoDuration;
 pub(crate) struct Fields<'n> {
     entries: &'n [Entry],
     pub(crate) path: String,
-
 }
 
 impl<'n> Fields<'n> {
@@ -53,7 +52,10 @@ impl<'n> Fields<'n> {
         match &e.node.kind {
             Kind::String(s) => Some(s),
             _ => {
-                d.error(&e.node.span, format!("`{}` must be {expected}, found {}", self.child_path(key), e.node.type_name()));
+                d.error(
+                    &e.node.span,
+                    format!("`{}` must be {expected}, found {}", self.child_path(key), e.node.type_name()),
+                );
                 None
             }
         }
@@ -69,7 +71,10 @@ impl<'n> Fields<'n> {
                 None
             }
             _ => {
-                d.error(&e.node.span, format!("`{}` must be {expected}, found {}", self.child_path(key), e.node.type_name()));
+                d.error(
+                    &e.node.span,
+                    format!("`{}` must be {expected}, found {}", self.child_path(key), e.node.type_name()),
+                );
                 None
             }
         }
@@ -81,7 +86,10 @@ impl<'n> Fields<'n> {
         match &e.node.kind {
             Kind::Boolean(b) => Some(*b),
             _ => {
-                d.error(&e.node.span, format!("`{}` must be true or false, found {}", self.child_path(key), e.node.type_name()));
+                d.error(
+                    &e.node.span,
+                    format!("`{}` must be true or false, found {}", self.child_path(key), e.node.type_name()),
+                );
                 None
             }
         }
@@ -121,7 +129,10 @@ impl<'n> Fields<'n> {
     pub(crate) fn strings(&self, d: &mut Diagnostics<'_>, key: &str, expected: &str) -> Option<Vec<(&'n str, Span)>> {
         let e = self.get(key)?;
         let Kind::Array(items) = &e.node.kind else {
-            d.error(&e.node.span, format!("`{}` must be {expected}, found {}", self.child_path(key), e.node.type_name()));
+            d.error(
+                &e.node.span,
+                format!("`{}` must be {expected}, found {}", self.child_path(key), e.node.type_name()),
+            );
             return None;
         };
         let mut out = Vec::new();
@@ -130,7 +141,14 @@ impl<'n> Fields<'n> {
             match &item.kind {
                 Kind::String(s) => out.push((s.as_str(), item.span.clone())),
                 _ => {
-                    d.error(&item.span, format!("`{}` must be {expected}, found {} in the array", self.child_path(key), item.type_name()));
+                    d.error(
+                        &item.span,
+                        format!(
+                            "`{}` must be {expected}, found {} in the array",
+                            self.child_path(key),
+                            item.type_name()
+                        ),
+                    );
                     ok = false;
                 }
             }

@@ -83,10 +83,7 @@ pub(crate) fn from_table(table: &Table, fallback: Span) -> Node {
     let span = table.span().unwrap_or(fallback);
     let mut entries = Vec::new();
     for (key, item) in table.iter() {
-        let key_span = table
-            .get_key_value(key)
-            .and_then(|(k, _)| k.span())
-            .unwrap_or_else(|| span.clone());
+        let key_span = table.get_key_value(key).and_then(|(k, _)| k.span()).unwrap_or_else(|| span.clone());
         if let Some(node) = from_item(item, key_span.clone()) {
             entries.push(Entry { key: key.to_string(), key_span, node });
         }
@@ -119,10 +116,7 @@ fn from_value(value: &Value, key_span: Span) -> Node {
         Value::InlineTable(t) => {
             let mut entries = Vec::new();
             for (key, v) in t.iter() {
-                let k_span = t
-                    .get_key_value(key)
-                    .and_then(|(k, _)| k.span())
-                    .unwrap_or_else(|| span.clone());
+                let k_span = t.get_key_value(key).and_then(|(k, _)| k.span()).unwrap_or_else(|| span.clone());
                 let node = from_value(v, k_span.clone());
                 entries.push(Entry { key: key.to_string(), key_span: k_span, node });
             }
