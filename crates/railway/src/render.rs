@@ -12,6 +12,9 @@ use shipit_core::{
 /// Railway's regions, as its API spells them.
 pub const REGIONS: &[&str] = &["us-west2", "us-east4-eqdc4a", "europe-west4-drams3a", "asia-southeast1-eqsg3a"];
 
+/// Railway's own default healthcheck window, in seconds.
+pub const RAILWAY_DEFAULT_HEALTHCHECK_TIMEOUT: u64 = 300;
+
 /// What shipit sets on one Railway service in one environment.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -185,7 +188,11 @@ fn service_settings(
         source: Source { image: format!("{}:{env}", svc.image.name()) },
         start_command: svc.command.as_deref().map(shipit_core::shell::join),
         healthcheck_path: svc.health.as_ref().map(|h| h.path.clone()),
-        healthcheck_timeout: svc.health.as_ref().map(|h| (h.grace.get() + h.timeout.get()).as_secs_f64().ceil() as u64),
+        // Railway's window for a new deployment to turn healthy: never shorter than its own
+        // default (300 s), longer when grace + timeout asks for it.
+        healthcheck_timeout: svc.health.as_ref().map(|h| {
+            ((h.grace.get() + h.timeout.get()).as_secs_f64().ceil() as u64).max(RAILWAY_DEFAULT_HEALTHCHECK_TIMEOUT)
+        }),
         num_replicas,
         region,
         multi_region_config,

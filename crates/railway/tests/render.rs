@@ -92,7 +92,7 @@ fn instance_settings() {
     assert_eq!(i["restartPolicyMaxRetries"], 3);
     assert_eq!(i["numReplicas"], 2);
     assert_eq!(i["healthcheckPath"], "/api/health");
-    assert_eq!(i["healthcheckTimeout"], 15);
+    assert_eq!(i["healthcheckTimeout"], 300, "never shorter than Railway's default");
     // production's regions are Fly's (the environment targets Fly): Railway keeps its default.
     assert!(i.get("region").is_none() && i.get("multiRegionConfig").is_none());
     assert_eq!(api["limits"], json!({"vCPUs": 1.0, "memoryGB": 0.5}));

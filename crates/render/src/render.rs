@@ -284,7 +284,12 @@ pub fn render(app: &App, env: &str) -> Result<Vec<RenderedFile>, RenderError> {
 /// The Blueprint for environment `env`.
 pub fn blueprint(app: &App, env: &str) -> Result<Blueprint, RenderError> {
     let environment = app.environment(env).map_err(|e| err(e.to_string()))?;
-    let region = region(app, &environment.name, environment.regions.first().map(String::as_str))?;
+    // An environment's regions are Render's only when it runs on Render (or names no target).
+    let env_region = match environment.target {
+        None | Some(shipit_core::PlatformKind::Render) => environment.regions.first().map(String::as_str),
+        Some(_) => None,
+    };
+    let region = region(app, &environment.name, env_region)?;
     let mut services = Vec::new();
     for svc in environment.services.values() {
         services.push(BlueprintService::Server(server_service(app, env, svc, &region)?));
@@ -312,7 +317,8 @@ pub fn blueprint(app: &App, env: &str) -> Result<Blueprint, RenderError> {
     Ok(Blueprint { services, databases })
 }
 
-/// `targets.render.region`, else the environment's first region, else `oregon`; checked.
+/// `targets.render.region`, else the environment's first region (when it targets Render), else
+/// `oregon`; checked.
 fn region(app: &App, env: &str, first: Option<&str>) -> Result<String, RenderError> {
     let (region, from) = match (&app.targets.render.region, first) {
         (Some(r), _) => (r.as_str(), "`targets.render.region`".to_string()),

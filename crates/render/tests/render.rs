@@ -240,3 +240,20 @@ fn unknown_environment_is_refused() {
     let e = shipit_render::render(&forgestack(), "prod").unwrap_err();
     assert!(e.message.contains("\"prod\"") && e.message.contains("staging, production"), "{e}");
 }
+
+#[test]
+fn regions_of_another_platform_are_not_renders() {
+    let text = |target: &str| {
+        format!(
+            "app = \"shop\"\n[registry]\nnamespace = \"acme\"\n[services.api]\nport = 8080\n[environments.production]\n{target}regions = [\"iad\"]\n"
+        )
+    };
+    // an environment on Fly keeps its Fly regions to itself: Render uses its default
+    let app = shipit_core::parse(&text("target = \"fly\"\n"), "shipit.toml").unwrap();
+    let yaml = &shipit_render::render(&app, "production").unwrap()[0].contents;
+    assert!(yaml.contains("region: oregon"), "{yaml}");
+    // an environment on Render must name Render regions
+    let app = shipit_core::parse(&text("target = \"render\"\n"), "shipit.toml").unwrap();
+    let e = shipit_render::render(&app, "production").unwrap_err();
+    assert!(e.message.contains("\"iad\""), "{e}");
+}

@@ -31,7 +31,8 @@ pub fn run(cli: &Cli, args: &RenderArgs) -> Exit {
     let out = args.out.clone().unwrap_or_else(|| manifest_dir(&cli.file));
 
     if args.check {
-        let drift = shipit_core::files::drift(&out, &files);
+        let mut drift = shipit_core::files::drift(&out, &files);
+        drift.extend(stale(&out, &files, args.to));
         if cli.json {
             println!("{}", serde_json::json!({ "ok": drift.is_empty(), "env": env, "dir": out, "drift": drift }));
         }
@@ -40,7 +41,14 @@ pub fn run(cli: &Cli, args: &RenderArgs) -> Exit {
             return Exit::Ok;
         }
         for path in &drift {
-            eprintln!("drift: {} differs from what `shipit render` writes", out.join(path).display());
+            if files.iter().any(|f| &f.path == path) {
+                eprintln!("drift: {} differs from what `shipit render` writes", out.join(path).display());
+            } else {
+                eprintln!(
+                    "drift: {} was written by shipit for a service the manifest no longer has",
+                    out.join(path).display()
+                );
+            }
         }
         eprintln!(
             "{} of {} files differ; run `shipit render --to {} --env {env}` to update them",
@@ -82,6 +90,28 @@ pub fn run(cli: &Cli, args: &RenderArgs) -> Exit {
             Exit::Failed
         }
     }
+}
+
+/// Per-service files shipit wrote earlier that the manifest no longer yields (a removed service).
+fn stale(dir: &Path, files: &[RenderedFile], to: RenderTarget) -> Vec<String> {
+    let patterns: &[(&str, &str)] = match to {
+        RenderTarget::Fly => &[("fly.", ".toml")],
+        RenderTarget::Railway => &[("railway.", ".json")],
+        RenderTarget::All => &[("fly.", ".toml"), ("railway.", ".json")],
+        _ => &[],
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| {
+            patterns.iter().any(|(p, x)| name.starts_with(p) && name.ends_with(x) && name.len() > p.len() + x.len())
+        })
+        .filter(|name| !files.iter().any(|f| &f.path == name))
+        .filter(|name| std::fs::read_to_string(dir.join(name)).is_ok_and(|t| t.to_ascii_lowercase().contains(MARKER)))
+        .collect();
+    out.sort();
+    out
 }
 
 fn to_name(to: RenderTarget) -> &'static str {
