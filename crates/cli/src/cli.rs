@@ -34,6 +34,149 @@ pub enum Command {
     Render(RenderArgs),
     /// Write a shipit.toml, from apps/*/Dockerfile with --from-dockerfiles.
     Init(InitArgs),
+    /// Show what a deploy would change, field by field; exit 2 when something would.
+    Plan(PlanArgs),
+    /// Roll services out to the images a tag points to, health-gated, rolling back on failure.
+    Deploy(DeployArgs),
+    /// Return services to an earlier successful release.
+    Rollback(RollbackArgs),
+    /// List a service's releases, newest first.
+    Releases(ReleasesArgs),
+    /// Show what runs in an environment.
+    Status(StatusArgs),
+    /// Manage secrets.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+/// Which platform and environment.
+#[derive(Debug, Args)]
+pub struct Where {
+    /// The platform (default: the environment's `target`, else the manifest's only target).
+    #[arg(long = "to", value_parser = ["fly", "railway", "render"])]
+    pub to: Option<String>,
+    /// The environment.
+    #[arg(long)]
+    pub env: String,
+}
+
+/// `shipit plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub place: Where,
+    /// Compare images with the digest this tag points to.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Only these services (repeatable).
+    #[arg(long = "service", value_name = "SERVICE")]
+    pub services: Vec<String>,
+}
+
+/// What to do when a service fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnFailureArg {
+    /// Put the previous release back.
+    Rollback,
+    /// Leave it as it is.
+    Leave,
+}
+
+/// `shipit deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub place: Where,
+    /// The image tag to deploy (every service's image at this tag), e.g. the commit SHA.
+    #[arg(long)]
+    pub tag: String,
+    /// Only these services (repeatable).
+    #[arg(long = "service", value_name = "SERVICE")]
+    pub services: Vec<String>,
+    /// How instances are replaced (default: the environment's strategy).
+    #[arg(long, value_parser = ["rolling", "immediate", "canary", "bluegreen"])]
+    pub strategy: Option<String>,
+    /// How long each service may take to become healthy, e.g. 5m.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub wait_timeout: shipit_core::GoDuration,
+    /// What to do when a service fails.
+    #[arg(long, value_enum, default_value = "rollback")]
+    pub on_failure: OnFailureArg,
+    /// Roll back every service of the release when any fails.
+    #[arg(long)]
+    pub atomic: bool,
+    /// Fail instead of creating apps or services that do not exist.
+    #[arg(long)]
+    pub no_create: bool,
+    /// Wait this long for another deploy's lock instead of failing at once, e.g. 2m.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub lock_wait: shipit_core::GoDuration,
+    /// The git commit this release is built from (default: $GITHUB_SHA).
+    #[arg(long)]
+    pub sha: Option<String>,
+    /// Print the rendered settings and every API call it would make; change nothing, need no token.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `shipit rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub place: Where,
+    /// Only these services (repeatable).
+    #[arg(long = "service", value_name = "SERVICE")]
+    pub services: Vec<String>,
+    /// Return to this release id.
+    #[arg(long, conflicts_with = "sha")]
+    pub release: Option<String>,
+    /// Return to the newest successful release of this commit.
+    #[arg(long)]
+    pub sha: Option<String>,
+    /// How long each service may take to become healthy.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub wait_timeout: shipit_core::GoDuration,
+    /// Wait this long for another deploy's lock.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub lock_wait: shipit_core::GoDuration,
+}
+
+/// `shipit releases`.
+#[derive(Debug, Args)]
+pub struct ReleasesArgs {
+    #[command(flatten)]
+    pub place: Where,
+    /// Only this service (repeatable).
+    #[arg(long = "service", value_name = "SERVICE")]
+    pub services: Vec<String>,
+}
+
+/// `shipit status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub place: Where,
+}
+
+/// `shipit secrets …`.
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Set each service's secrets from the process environment (names from the manifest).
+    Sync(SecretsSyncArgs),
+}
+
+/// `shipit secrets sync`.
+#[derive(Debug, Args)]
+pub struct SecretsSyncArgs {
+    #[command(flatten)]
+    pub place: Where,
+    /// Only these services (repeatable).
+    #[arg(long = "service", value_name = "SERVICE")]
+    pub services: Vec<String>,
+}
+
+fn parse_duration(s: &str) -> Result<shipit_core::GoDuration, String> {
+    s.parse().map_err(|e: shipit_core::duration::DurationError| e.to_string())
 }
 
 /// What `render --to` writes.

@@ -9,6 +9,8 @@ mod commands;
 mod diagnostics;
 mod dockerfile;
 mod exit;
+mod output;
+mod platforms;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,12 @@ fn main() -> ExitCode {
         Command::Validate => commands::validate::run(&cli),
         Command::Render(args) => commands::render::run(&cli, args),
         Command::Init(args) => commands::init::run(&cli, args),
+        Command::Plan(args) => commands::ops::plan(&cli, args),
+        Command::Deploy(args) => commands::ops::deploy(&cli, args),
+        Command::Rollback(args) => commands::ops::rollback(&cli, args),
+        Command::Releases(args) => commands::ops::releases(&cli, args),
+        Command::Status(args) => commands::ops::status(&cli, args),
+        Command::Secrets(crate::cli::SecretsCommand::Sync(args)) => commands::ops::secrets_sync(&cli, args),
     };
     exit.into()
 }

@@ -158,11 +158,12 @@ fn render_all_writes_every_platform_then_check_detects_drift() {
     // --check wrote nothing
     assert!(!out.path().join("fly.web.toml").exists());
 
-    // a file shipit wrote for a service that is gone is drift too
+    // a file shipit wrote for a service that is gone is drift too (--force: render.yaml was
+    // replaced by hand above)
     shipit()
         .arg("-f")
         .arg(example().join("shipit.toml"))
-        .args(["render", "--to", "all", "--env", "production", "--out"])
+        .args(["render", "--to", "all", "--env", "production", "--force", "--out"])
         .arg(out.path())
         .assert()
         .success();

@@ -18,15 +18,23 @@
 
 pub mod compose;
 pub mod duration;
+pub mod engine;
+pub mod error;
+pub mod events;
 pub mod files;
 pub mod github;
 pub mod image;
 pub mod manifest;
 pub mod model;
+pub mod platform;
+pub mod retry;
 pub mod shell;
 
 pub use duration::GoDuration;
+pub use error::{Error, ErrorKind};
+pub use events::{Event, Events};
 pub use files::{RenderError, RenderedFile};
 pub use image::ImageRef;
 pub use manifest::{ManifestErrors, Problem, load, parse};
 pub use model::*;
+pub use platform::*;

@@ -186,7 +186,12 @@ fn header(environment: &Environment, service: &Service) -> String {
 }
 
 /// A reference to another service, as a plain value: its Fly URL, private host name or port.
-fn resolve_service_ref(app: &App, environment: &Environment, var: &str, r: &Reference) -> Result<String, RenderError> {
+pub(crate) fn resolve_service_ref(
+    app: &App,
+    environment: &Environment,
+    var: &str,
+    r: &Reference,
+) -> Result<String, RenderError> {
     let target_app = app.platform_name(PlatformKind::Fly, &r.target, &environment.name);
     let port = environment.services.get(&r.target).and_then(|s| s.port);
     match r.property {

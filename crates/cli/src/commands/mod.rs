@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod init;
+pub mod ops;
 pub mod render;
 pub mod validate;
 

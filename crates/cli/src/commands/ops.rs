@@ -1,0 +1,382 @@
+//! The commands that talk to a platform: plan, deploy, rollback, releases, status, secrets sync.
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use shipit_core::engine::{self, DeployOptions, OnFailure, RollbackTo};
+use shipit_core::{App, Error, ErrorKind, PlatformKind, Strategy, Target};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{
+    Cli, DeployArgs, OnFailureArg, PlanArgs, ReleasesArgs, RollbackArgs, SecretsSyncArgs, StatusArgs, Where,
+};
+use crate::diagnostics;
+use crate::exit::Exit;
+use crate::output::Output;
+use crate::platforms;
+
+/// The manifest, the environment and the platform a command works on.
+struct Context {
+    app: App,
+    env: String,
+    kind: PlatformKind,
+}
+
+impl Context {
+    fn target(&self) -> Result<Target<'_>, Exit> {
+        let env = self.app.environments.get(&self.env).ok_or(Exit::BadInput)?;
+        Ok(Target { app: &self.app, env })
+    }
+}
+
+fn context(cli: &Cli, place: &Where) -> Result<Context, Exit> {
+    let app = super::load_manifest(cli)?;
+    let env = super::render::pick_env(cli, &app, Some(&place.env))?;
+    let explicit = place.to.as_deref().and_then(|t| t.parse::<PlatformKind>().ok());
+    let Some(kind) = app.resolve_platform(explicit, Some(&env)) else {
+        diagnostics::error(
+            cli,
+            &format!(
+                "which platform? environment `{env}` has no `target` and the manifest does not have exactly one [targets.*]"
+            ),
+            Some("pass --to fly|railway|render, or set `target` in [environments.ENV]"),
+        );
+        return Err(Exit::BadInput);
+    };
+    Ok(Context { app, env, kind })
+}
+
+fn fail(cli: &Cli, e: &Error) -> Exit {
+    diagnostics::error(cli, &e.to_string(), hint(e.kind));
+    Exit::for_error(e.kind)
+}
+
+fn hint(kind: ErrorKind) -> Option<&'static str> {
+    match kind {
+        ErrorKind::Conflict => Some("another deploy is running; wait for it, or pass --lock-wait 5m"),
+        _ => None,
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        Exit::Failed
+    })
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM (a cancelled CI job).
+fn cancel_on_signals(token: CancellationToken, out: Arc<Output>) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let term = signal(SignalKind::terminate());
+            match term {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        out.say("stopping: finishing the current step, releasing locks…");
+        token.cancel();
+    });
+}
+
+fn git_sha(explicit: Option<&str>) -> Option<String> {
+    explicit.map(str::to_string).or_else(|| std::env::var("GITHUB_SHA").ok().filter(|s| !s.is_empty()))
+}
+
+/// `shipit deploy`.
+pub fn deploy(cli: &Cli, args: &DeployArgs) -> Exit {
+    let ctx = match context(cli, &args.place) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let Ok(target) = ctx.target() else { return Exit::BadInput };
+    if !shipit_core::image::is_valid_tag(&args.tag) {
+        diagnostics::error(
+            cli,
+            &format!("--tag {:?} is not a valid image tag (letters, digits, '_', '.', '-'; at most 128)", args.tag),
+            None,
+        );
+        return Exit::BadInput;
+    }
+    let strategy = match args.strategy.as_deref().map(str::parse::<Strategy>).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            diagnostics::error(cli, &format!("--strategy: {e}"), None);
+            return Exit::BadInput;
+        }
+    };
+    let services = match engine::select(target, &args.services) {
+        Ok(s) => s,
+        Err(e) => return fail(cli, &e),
+    };
+    let platform = match platforms::platform(ctx.kind) {
+        Ok(p) => p,
+        Err(e) => return fail(cli, &e),
+    };
+    let out = Output::new(cli);
+    if args.dry_run {
+        return platforms::dry_run(cli, &out, platform.as_ref(), target, &services, &args.tag, strategy);
+    }
+    let resolver = match platforms::resolver() {
+        Ok(r) => r,
+        Err(e) => return fail(cli, &e),
+    };
+    let Ok(rt) = runtime() else { return Exit::Failed };
+    rt.block_on(async {
+        let cancel = CancellationToken::new();
+        cancel_on_signals(cancel.clone(), out.clone());
+        let mut opts = DeployOptions::default();
+        opts.services = args.services.clone();
+        opts.strategy = strategy;
+        opts.wait_timeout = args.wait_timeout.get();
+        opts.on_failure = match args.on_failure {
+            OnFailureArg::Rollback => OnFailure::Rollback,
+            OnFailureArg::Leave => OnFailure::Leave,
+        };
+        opts.atomic = args.atomic;
+        opts.create = !args.no_create;
+        opts.lock_wait = args.lock_wait.get();
+        opts.git_sha = git_sha(args.sha.as_deref());
+        opts.cancel = cancel;
+        let events = out.events();
+        match engine::deploy(platform.as_ref(), &resolver, target, &args.tag, &opts, &events).await {
+            Ok(summary) => {
+                out.summary(&summary);
+                Exit::for_summary(&summary)
+            }
+            Err(e) => fail(cli, &e),
+        }
+    })
+}
+
+/// `shipit rollback`.
+pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Exit {
+    let ctx = match context(cli, &args.place) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let Ok(target) = ctx.target() else { return Exit::BadInput };
+    let platform = match platforms::platform(ctx.kind) {
+        Ok(p) => p,
+        Err(e) => return fail(cli, &e),
+    };
+    let to = match (&args.release, &args.sha) {
+        (Some(r), _) => RollbackTo::Release(r.clone()),
+        (None, Some(s)) => RollbackTo::Sha(s.clone()),
+        (None, None) => RollbackTo::Previous,
+    };
+    let out = Output::new(cli);
+    let Ok(rt) = runtime() else { return Exit::Failed };
+    rt.block_on(async {
+        let cancel = CancellationToken::new();
+        cancel_on_signals(cancel.clone(), out.clone());
+        let mut opts = DeployOptions::default();
+        opts.services = args.services.clone();
+        opts.wait_timeout = args.wait_timeout.get();
+        opts.lock_wait = args.lock_wait.get();
+        opts.cancel = cancel;
+        match engine::rollback(platform.as_ref(), target, &to, &opts, &out.events()).await {
+            Ok(summary) => {
+                out.summary(&summary);
+                Exit::for_summary(&summary)
+            }
+            Err(e) => fail(cli, &e),
+        }
+    })
+}
+
+/// `shipit releases`.
+pub fn releases(cli: &Cli, args: &ReleasesArgs) -> Exit {
+    let ctx = match context(cli, &args.place) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let Ok(target) = ctx.target() else { return Exit::BadInput };
+    let services = match engine::select(target, &args.services) {
+        Ok(s) => s,
+        Err(e) => return fail(cli, &e),
+    };
+    let platform = match platforms::platform(ctx.kind) {
+        Ok(p) => p,
+        Err(e) => return fail(cli, &e),
+    };
+    let out = Output::new(cli);
+    let Ok(rt) = runtime() else { return Exit::Failed };
+    rt.block_on(async {
+        for s in services {
+            let releases = match platform.releases(target, s).await {
+                Ok(r) => r,
+                Err(e) => return fail(cli, &e),
+            };
+            if out.json() {
+                for r in &releases {
+                    out.json_line(&serde_json::to_value(r).unwrap_or_default());
+                }
+                continue;
+            }
+            println!("{} ({})", s.name, target.platform_name(ctx.kind, &s.name));
+            if releases.is_empty() {
+                println!("  no releases");
+            }
+            for r in &releases {
+                println!(
+                    "  {:32}  {:11}  {:20}  sha {:8}  {}",
+                    r.id,
+                    format!("{:?}", r.status).to_lowercase(),
+                    r.digest.as_deref().map(|d| d.chars().take(19).collect::<String>()).unwrap_or_else(|| "-".into()),
+                    r.git_sha.as_deref().map(|g| g.chars().take(7).collect::<String>()).unwrap_or_else(|| "-".into()),
+                    r.created_at.as_deref().unwrap_or("-"),
+                );
+            }
+        }
+        Exit::Ok
+    })
+}
+
+/// `shipit status`.
+pub fn status(cli: &Cli, args: &StatusArgs) -> Exit {
+    let ctx = match context(cli, &args.place) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let Ok(target) = ctx.target() else { return Exit::BadInput };
+    let platform = match platforms::platform(ctx.kind) {
+        Ok(p) => p,
+        Err(e) => return fail(cli, &e),
+    };
+    let out = Output::new(cli);
+    let Ok(rt) = runtime() else { return Exit::Failed };
+    rt.block_on(async {
+        let mut all_healthy = true;
+        for s in target.env.services.values() {
+            let st = match platform.status(target, s).await {
+                Ok(st) => st,
+                Err(e) => return fail(cli, &e),
+            };
+            all_healthy &= st.healthy();
+            if out.json() {
+                out.json_line(&serde_json::to_value(&st).unwrap_or_default());
+                continue;
+            }
+            if !st.exists {
+                println!("{:10} {:32} not deployed", s.name, st.platform_name);
+                continue;
+            }
+            let healthy = st.instances.iter().filter(|i| i.healthy).count();
+            println!(
+                "{:10} {:32} {}  release {}  {}/{} healthy",
+                s.name,
+                st.platform_name,
+                st.digest.as_deref().unwrap_or("mixed digests"),
+                st.release.as_deref().unwrap_or("-"),
+                healthy,
+                st.instances.len()
+            );
+        }
+        if all_healthy { Exit::Ok } else { Exit::Failed }
+    })
+}
+
+/// `shipit plan`.
+pub fn plan(cli: &Cli, args: &PlanArgs) -> Exit {
+    let ctx = match context(cli, &args.place) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let Ok(target) = ctx.target() else { return Exit::BadInput };
+    let platform = match platforms::platform(ctx.kind) {
+        Ok(p) => p,
+        Err(e) => return fail(cli, &e),
+    };
+    let resolver = if args.tag.is_some() {
+        match platforms::resolver() {
+            Ok(r) => Some(r),
+            Err(e) => return fail(cli, &e),
+        }
+    } else {
+        None
+    };
+    let out = Output::new(cli);
+    let Ok(rt) = runtime() else { return Exit::Failed };
+    rt.block_on(async {
+        let resolver_ref = resolver.as_ref().map(|r| r as &dyn shipit_core::Resolver);
+        let plans =
+            match engine::plan(platform.as_ref(), resolver_ref, target, &args.services, args.tag.as_deref()).await {
+                Ok(p) => p,
+                Err(e) => return fail(cli, &e),
+            };
+        let mut changes = false;
+        for p in &plans {
+            changes |= p.has_changes();
+            if out.json() {
+                out.json_line(&serde_json::to_value(p).unwrap_or_default());
+                continue;
+            }
+            if p.create {
+                println!("+ {} ({}): will be created", p.service, p.platform_name);
+            } else if p.changes.is_empty() {
+                println!("  {} ({}): no changes", p.service, p.platform_name);
+            } else {
+                println!("~ {} ({}):", p.service, p.platform_name);
+            }
+            for c in &p.changes {
+                println!(
+                    "    {}: {} -> {}",
+                    c.field,
+                    c.live.as_deref().unwrap_or("(none)"),
+                    c.desired.as_deref().unwrap_or("(none)")
+                );
+            }
+        }
+        if changes { Exit::Changes } else { Exit::Ok }
+    })
+}
+
+/// `shipit secrets sync`.
+pub fn secrets_sync(cli: &Cli, args: &SecretsSyncArgs) -> Exit {
+    let ctx = match context(cli, &args.place) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let Ok(target) = ctx.target() else { return Exit::BadInput };
+    let platform = match platforms::platform(ctx.kind) {
+        Ok(p) => p,
+        Err(e) => return fail(cli, &e),
+    };
+    let out = Output::new(cli);
+    let Ok(rt) = runtime() else { return Exit::Failed };
+    rt.block_on(async {
+        let lookup = |name: &str| std::env::var(name).ok().map(SecretString::from);
+        match engine::sync_secrets(platform.as_ref(), target, &args.services, lookup).await {
+            Ok(done) => {
+                for d in &done {
+                    if out.json() {
+                        out.json_line(&serde_json::to_value(d).unwrap_or_default());
+                    } else {
+                        let version = d.version.map(|v| format!(" (secrets version {v})")).unwrap_or_default();
+                        println!("{}: set {}{version}", d.service, d.names.join(", "));
+                    }
+                }
+                if done.is_empty() {
+                    out.say("no service declares secrets; nothing to do");
+                }
+                Exit::Ok
+            }
+            Err(e) => fail(cli, &e),
+        }
+    })
+}

@@ -1,0 +1,290 @@
+//! Turning events into output: progress bars in a terminal, timestamped lines otherwise,
+//! NDJSON with `--json`, and annotations plus a job summary in GitHub Actions.
+//!
+//! Rule: stdout carries only the result (the summary, or JSON in `--json` mode); progress,
+//! warnings and human text go to stderr. Nothing here ever sees a secret value: events carry
+//! secret names only.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use shipit_core::engine::{Outcome, ServiceResult, Summary};
+use shipit_core::{Event, Events};
+
+use crate::cli::Cli;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Json,
+    Tty,
+    Plain,
+}
+
+/// Where a command's output goes.
+pub struct Output {
+    mode: Mode,
+    quiet: bool,
+    github: bool,
+    bars: Mutex<BTreeMap<String, ProgressBar>>,
+    multi: MultiProgress,
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn short(digest: &str) -> String {
+    match digest.split_once(':') {
+        Some((alg, hex)) => format!("{alg}:{}", hex.chars().take(12).collect::<String>()),
+        None => digest.to_string(),
+    }
+}
+
+/// Escapes a GitHub Actions workflow-command message.
+fn gha(s: &str) -> String {
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+impl Output {
+    /// Output for this invocation.
+    pub fn new(cli: &Cli) -> Arc<Self> {
+        let mode = if cli.json {
+            Mode::Json
+        } else if std::io::stderr().is_terminal() && !cli.quiet {
+            Mode::Tty
+        } else {
+            Mode::Plain
+        };
+        let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+        Arc::new(Self {
+            mode,
+            quiet: cli.quiet,
+            github,
+            bars: Mutex::new(BTreeMap::new()),
+            multi: MultiProgress::new(),
+        })
+    }
+
+    /// Whether `--json` is on.
+    pub fn json(&self) -> bool {
+        self.mode == Mode::Json
+    }
+
+    /// An event sink that reports here.
+    pub fn events(self: &Arc<Self>) -> Events {
+        let me = self.clone();
+        Events::new(move |e| me.on_event(e))
+    }
+
+    /// Prints one JSON value as a line on stdout.
+    pub fn json_line(&self, value: &serde_json::Value) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{value}");
+        let _ = out.flush();
+    }
+
+    /// A line of human text on stderr (kept with `-q` only when `always`).
+    pub fn say(&self, text: &str) {
+        if !self.quiet {
+            let _ = self.multi.println(text);
+            if self.mode != Mode::Tty {
+                eprintln!("{text}");
+            }
+        }
+    }
+
+    fn line(&self, service: Option<&str>, text: &str) {
+        if self.quiet {
+            return;
+        }
+        let prefix = service.map(|s| format!("{s}: ")).unwrap_or_default();
+        match self.mode {
+            Mode::Tty => {
+                let _ = self.multi.println(format!("{prefix}{text}"));
+            }
+            _ => eprintln!("[{}] {prefix}{text}", now()),
+        }
+    }
+
+    fn bar(&self, service: &str) -> Option<ProgressBar> {
+        if self.mode != Mode::Tty {
+            return None;
+        }
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        let bar = bars.entry(service.to_string()).or_insert_with(|| {
+            let bar = self.multi.add(ProgressBar::new_spinner());
+            let style = ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            bar.set_style(style);
+            bar.set_prefix(service.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Some(bar.clone())
+    }
+
+    fn on_event(&self, e: &Event) {
+        if self.mode == Mode::Json
+            && let Ok(mut v) = serde_json::to_value(e)
+        {
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("ts".to_string(), serde_json::Value::String(now()));
+            }
+            self.json_line(&v);
+        }
+        if self.github {
+            match e {
+                Event::Warning { service, message } => {
+                    println!(
+                        "::warning title=shipit::{}",
+                        gha(&format!("{}{message}", service.as_ref().map(|s| format!("{s}: ")).unwrap_or_default()))
+                    );
+                }
+                Event::ServiceFailed { service, reason, .. } => {
+                    println!("::error title=shipit: {service} failed::{}", gha(reason))
+                }
+                Event::RollbackFailed { service, reason } => {
+                    println!("::error title=shipit: {service} could not be rolled back::{}", gha(reason))
+                }
+                _ => {}
+            }
+        }
+        if self.mode == Mode::Json {
+            return;
+        }
+        let text = match e {
+            Event::Started { operation, release, env, platform, services } => {
+                self.line(None, &format!("{operation} {release} to {env} on {platform}: {}", services.join(", ")));
+                return;
+            }
+            Event::ImageResolved { image, digest, .. } => format!("{image} is {}", short(digest)),
+            Event::Step { message, .. } => message.clone(),
+            Event::InstanceUpdated { instance, region, digest, .. } => {
+                format!(
+                    "{instance}{} now runs {}",
+                    region.as_ref().map(|r| format!(" ({r})")).unwrap_or_default(),
+                    short(digest)
+                )
+            }
+            Event::InstanceHealthy { instance, .. } => format!("{instance} is healthy"),
+            Event::ServiceSucceeded { digest, changed, .. } => {
+                if *changed {
+                    format!("live and healthy on {}", short(digest))
+                } else {
+                    format!("already runs {}; nothing to change", short(digest))
+                }
+            }
+            Event::ServiceFailed { kind, reason, .. } => format!("FAILED ({}): {reason}", kind.as_str()),
+            Event::RollbackStarted { release, digest, .. } => {
+                format!(
+                    "rolling back to {}{}",
+                    short(digest),
+                    release.as_ref().map(|r| format!(" (release {r})")).unwrap_or_default()
+                )
+            }
+            Event::RollbackSucceeded { digest, .. } => format!("rolled back: runs {} again", short(digest)),
+            Event::RollbackFailed { reason, .. } => format!("ROLLBACK FAILED: {reason}"),
+            Event::Warning { message, .. } => format!("warning: {message}"),
+            _ => return,
+        };
+        let service = e.service();
+        match service.and_then(|s| self.bar(s)) {
+            Some(bar) => {
+                let done = matches!(e, Event::ServiceSucceeded { .. } | Event::RollbackSucceeded { .. });
+                let failed =
+                    matches!(e, Event::ServiceFailed { .. } | Event::RollbackFailed { .. } | Event::Warning { .. });
+                if failed || done {
+                    let _ = self.multi.println(format!("{}: {text}", service.unwrap_or_default()));
+                }
+                bar.set_message(text);
+            }
+            None => self.line(service, &text),
+        }
+    }
+
+    /// Finishes progress bars and prints the verdict.
+    pub fn summary(&self, s: &Summary) {
+        for (_, bar) in std::mem::take(&mut *self.bars.lock().unwrap_or_else(|e| e.into_inner())) {
+            bar.finish_and_clear();
+        }
+        if self.mode == Mode::Json {
+            if let Ok(mut v) = serde_json::to_value(s) {
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("event".to_string(), serde_json::Value::String("summary".to_string()));
+                    obj.insert("ts".to_string(), serde_json::Value::String(now()));
+                }
+                self.json_line(&v);
+            }
+        } else {
+            print!("{}", human_summary(s));
+        }
+        if self.github {
+            write_step_summary(s);
+        }
+    }
+}
+
+fn verdict_text(s: &Summary) -> &'static str {
+    match s.outcome {
+        Outcome::Succeeded => "live and healthy",
+        Outcome::RolledBack => "FAILED — the previous release was put back",
+        Outcome::TimedOut => "TIMED OUT — the previous release was put back",
+        Outcome::Failed => "FAILED — NOT every service could be put back",
+        Outcome::Cancelled => "CANCELLED — stopped; see what runs below",
+    }
+}
+
+fn result_text(r: ServiceResult) -> &'static str {
+    match r {
+        ServiceResult::Deployed => "deployed",
+        ServiceResult::Unchanged => "unchanged",
+        ServiceResult::RolledBack => "failed, rolled back",
+        ServiceResult::FailedUnchanged => "failed, nothing changed",
+        ServiceResult::Failed => "FAILED, not restored",
+        ServiceResult::RolledBackAtomic => "rolled back (atomic)",
+        ServiceResult::Skipped => "skipped",
+        ServiceResult::Cancelled => "cancelled",
+    }
+}
+
+/// The verdict as text: one header line and one line per service.
+pub fn human_summary(s: &Summary) -> String {
+    let mut out = format!("{} {} to {} on {}: {}\n", s.operation, s.release, s.env, s.platform, verdict_text(s));
+    let width = s.services.iter().map(|r| r.service.len()).max().unwrap_or(0);
+    for r in &s.services {
+        let runs = r.running_digest.as_deref().map(short).unwrap_or_else(|| "nothing".to_string());
+        let release = r.running_release.as_ref().map(|x| format!(" (release {x})")).unwrap_or_default();
+        out.push_str(&format!("  {:width$}  {:22}  runs {runs}{release}", r.service, result_text(r.result)));
+        if let Some(err) = &r.error {
+            out.push_str(&format!("  — {err}"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn write_step_summary(s: &Summary) {
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else { return };
+    let mut md = format!(
+        "### shipit {} to `{}` on {}: {}\n\n| service | result | runs | release |\n|---|---|---|---|\n",
+        s.operation,
+        s.env,
+        s.platform,
+        verdict_text(s)
+    );
+    for r in &s.services {
+        md.push_str(&format!(
+            "| {} | {} | `{}` | {} |\n",
+            r.service,
+            result_text(r.result),
+            r.running_digest.as_deref().map(short).unwrap_or_else(|| "—".to_string()),
+            r.running_release.as_deref().unwrap_or("—")
+        ));
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{md}");
+    }
+}

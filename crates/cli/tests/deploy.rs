@@ -1,0 +1,290 @@
+//! `shipit deploy`, `rollback`, `releases`, `status` and `secrets sync`, run as the built binary
+//! against the stateful Fly fake and a fake OCI registry.
+
+// Test helpers outside #[test] fns unwrap and panic on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+use shipit_testkit::fly::{Behaviour, FlyFake};
+use shipit_testkit::registry::RegistryFake;
+
+const SECRET: &str = "sk_live_do-not-print-me-42";
+
+/// A forgestack-like app whose images live in the fake registry.
+struct World {
+    fly: FlyFake,
+    registry: RegistryFake,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn new() -> Self {
+        let fly = FlyFake::start().await;
+        let registry = RegistryFake::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = format!(
+            r#"app = "forgestack"
+
+[registry]
+host = "{host}"
+namespace = "acme"
+
+[services.api]
+port = 4000
+health = {{ path = "/api/health", interval = "1s", timeout = "1s", grace = "1s" }}
+env = {{ NODE_ENV = "production" }}
+secrets = ["STRIPE_SECRET_KEY"]
+scale = {{ min = 2, max = 3 }}
+
+[services.worker]
+command = ["node", "dist/index.js"]
+
+[services.web]
+port = 3000
+health = {{ path = "/api/health" }}
+env_from = {{ NEXT_PUBLIC_API_URL = "api.url" }}
+
+[environments.staging]
+target = "fly"
+
+[environments.production]
+target = "fly"
+regions = ["iad", "fra"]
+
+[targets.fly]
+org = "acme"
+primary_region = "iad"
+"#,
+            host = registry.host()
+        );
+        std::fs::write(dir.path().join("shipit.toml"), manifest).unwrap();
+        Self { fly, registry, dir }
+    }
+
+    fn manifest(&self) -> PathBuf {
+        self.dir.path().join("shipit.toml")
+    }
+
+    /// Pushes an image for every service under `tag`; returns the digests by service.
+    fn push(&self, tag: &str) -> Vec<(String, String)> {
+        ["api", "worker", "web"]
+            .iter()
+            .map(|s| (s.to_string(), self.registry.put_image(&format!("acme/forgestack-{s}"), tag)))
+            .collect()
+    }
+
+    fn shipit(&self) -> Command {
+        let mut cmd = Command::cargo_bin("shipit").unwrap();
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("FLY_API_TOKEN", FlyFake::TOKEN)
+            .env("SHIPIT_FLY_API_URL", self.fly.uri())
+            .env("SHIPIT_FLY_POLL_INTERVAL", "10ms")
+            .env("SHIPIT_INSECURE_REGISTRIES", self.registry.host())
+            .arg("-f")
+            .arg(self.manifest());
+        cmd
+    }
+
+    fn digests_running(&self, app: &str) -> Vec<String> {
+        self.fly.machines(app).into_iter().map(|m| m.digest.unwrap_or_default()).collect()
+    }
+}
+
+fn output(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+fn digest_of<'a>(digests: &'a [(String, String)], service: &str) -> &'a str {
+    &digests.iter().find(|(s, _)| s == service).unwrap().1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_then_failed_release_is_rolled_back_then_manual_rollback() {
+    let w = World::new().await;
+    let v1 = w.push("v1");
+
+    // first deploy: every service is created and runs exactly the digests v1 points to
+    let (code, stdout, stderr) =
+        output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1", "--sha", "1111111"]));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("live and healthy"), "{stdout}");
+    let api = w.digests_running("forgestack-api-staging");
+    assert_eq!(api.len(), 2, "scale.min = 2 machines");
+    assert!(api.iter().all(|d| d == digest_of(&v1, "api")), "{api:?}");
+    assert!(w.digests_running("forgestack-worker-staging").iter().all(|d| d == digest_of(&v1, "worker")));
+    let web = &w.fly.machines("forgestack-web-staging")[0];
+    assert_eq!(web.config["env"]["NEXT_PUBLIC_API_URL"], "https://forgestack-api-staging.fly.dev");
+    assert!(w.fly.leases_held().is_empty(), "every lease released");
+
+    // v2's api never passes its checks: the deploy fails, api goes back to v1, exit 3 (timed out)
+    let v2 = w.push("v2");
+    w.fly.set_behaviour(digest_of(&v2, "api"), Behaviour::FailingChecks);
+    let (code, stdout, stderr) = output(w.shipit().args([
+        "deploy",
+        "--env",
+        "staging",
+        "--tag",
+        "v2",
+        "--service",
+        "api",
+        "--wait-timeout",
+        "2s",
+    ]));
+    assert_eq!(code, 3, "timed out and rolled back\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("previous release was put back"), "{stdout}");
+    assert!(w.digests_running("forgestack-api-staging").iter().all(|d| d == digest_of(&v1, "api")), "api back on v1");
+    assert!(w.fly.leases_held().is_empty());
+
+    // a crash fails fast and is rolled back: exit 1
+    let v3 = w.push("v3");
+    w.fly.set_behaviour(digest_of(&v3, "worker"), Behaviour::Crash);
+    let (code, stdout, _) = output(w.shipit().args([
+        "deploy",
+        "--env",
+        "staging",
+        "--tag",
+        "v3",
+        "--service",
+        "worker",
+        "--wait-timeout",
+        "60s",
+    ]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(w.digests_running("forgestack-worker-staging").iter().all(|d| d == digest_of(&v1, "worker")));
+
+    // a good v4, then `rollback` returns api to v1 (v2 failed, so it is never the target)
+    let v4 = w.push("v4");
+    let (code, ..) = output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v4", "--service", "api"]));
+    assert_eq!(code, 0);
+    assert!(w.digests_running("forgestack-api-staging").iter().all(|d| d == digest_of(&v4, "api")));
+    let (code, stdout, _) = output(w.shipit().args(["releases", "--env", "staging", "--service", "api"]));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("live") && stdout.contains("failed") && stdout.contains("superseded"), "{stdout}");
+    let (code, stdout, stderr) = output(w.shipit().args(["rollback", "--env", "staging", "--service", "api"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        w.digests_running("forgestack-api-staging").iter().all(|d| d == digest_of(&v1, "api")),
+        "back on v1, skipping failed v2"
+    );
+
+    let (code, stdout, _) = output(w.shipit().args(["status", "--env", "staging"]));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains(digest_of(&v1, "api")), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_output_is_ndjson_with_a_summary_last() {
+    let w = World::new().await;
+    w.push("v1");
+    let (code, stdout, _) = output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1", "--json"]));
+    assert_eq!(code, 0);
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.len() > 3);
+    assert_eq!(lines[0]["event"], "started");
+    let last = lines.last().unwrap();
+    assert_eq!(last["event"], "summary");
+    assert_eq!(last["outcome"], "succeeded");
+    assert_eq!(last["services"].as_array().unwrap().len(), 3);
+    assert!(lines.iter().any(|l| l["event"] == "image_resolved"));
+    assert!(lines.iter().all(|l| l["ts"].is_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_sync_sets_values_and_never_prints_them() {
+    let w = World::new().await;
+    w.push("v1");
+    // missing value: refuses and changes nothing
+    let (code, _, stderr) = output(w.shipit().args(["secrets", "sync", "--env", "staging"]));
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("STRIPE_SECRET_KEY"), "{stderr}");
+    assert!(w.fly.apps().is_empty() || w.fly.secret_names("forgestack-api-staging").is_empty());
+
+    let (code, ..) = output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1"]));
+    assert_eq!(code, 0);
+    let (code, stdout, stderr) = output(w.shipit().env("STRIPE_SECRET_KEY", SECRET).args([
+        "secrets",
+        "sync",
+        "--env",
+        "staging",
+        "--service",
+        "api",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(w.fly.secret_value("forgestack-api-staging", "STRIPE_SECRET_KEY").as_deref(), Some(SECRET));
+    assert!(stdout.contains("STRIPE_SECRET_KEY"));
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains(SECRET), "the value leaked: {text}");
+    }
+    let (_, stdout, stderr) = output(
+        w.shipit().env("STRIPE_SECRET_KEY", SECRET).args(["deploy", "--env", "staging", "--tag", "v1", "--json", "-v"]),
+    );
+    assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_means_exit_5_and_no_request() {
+    let w = World::new().await;
+    w.push("v1");
+    let (code, _, stderr) =
+        output(w.shipit().env_remove("FLY_API_TOKEN").args(["deploy", "--env", "staging", "--tag", "v1"]));
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("FLY_API_TOKEN") && stderr.contains("shipit login fly"), "{stderr}");
+    assert!(w.fly.requests().is_empty(), "nothing was sent to Fly");
+
+    let (code, _, stderr) = output(w.shipit().env("FLY_API_TOKEN", "wrong").args(["status", "--env", "staging"]));
+    assert_eq!(code, 5, "{stderr}");
+    assert!(!stderr.contains("wrong"), "the token is never printed: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_held_by_someone_else_is_a_conflict() {
+    let w = World::new().await;
+    w.push("v1");
+    assert_eq!(output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1", "--service", "worker"])).0, 0);
+    let before = w.digests_running("forgestack-worker-staging");
+    let machine = w.fly.machines("forgestack-worker-staging")[0].id.clone();
+    w.fly.hold_lease("forgestack-worker-staging", &machine, "alice@example.com");
+    w.push("v2");
+    let (code, stdout, stderr) =
+        output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v2", "--service", "worker"]));
+    assert_eq!(code, 6, "{stdout}\n{stderr}");
+    assert!(format!("{stdout}{stderr}").contains("alice@example.com"), "{stdout}\n{stderr}");
+    assert_eq!(w.digests_running("forgestack-worker-staging"), before, "nothing changed");
+}
+
+#[test]
+fn dry_run_needs_no_token_and_sends_nothing() {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/forgestack/shipit.toml");
+    let out = Command::cargo_bin("shipit")
+        .unwrap()
+        .env_clear()
+        .env("SHIPIT_FLY_API_URL", "http://127.0.0.1:9/v1")
+        .arg("-f")
+        .arg(&manifest)
+        .args(["deploy", "--env", "staging", "--tag", "3f2c1ab", "--dry-run"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("--- fly.api.toml ---"), "{stdout}");
+    assert!(stdout.contains("POST") && stdout.contains("/apps/forgestack-api-staging/machines"), "{stdout}");
+    assert!(stdout.contains("ghcr.io/acme/forgestack-api:3f2c1ab"), "{stdout}");
+}
+
+#[test]
+fn railway_deploys_are_not_built_yet() {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/forgestack/shipit.toml");
+    let out = Command::cargo_bin("shipit")
+        .unwrap()
+        .arg("-f")
+        .arg(&manifest)
+        .args(["deploy", "--to", "railway", "--env", "staging", "--tag", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+}

@@ -1,0 +1,691 @@
+//! [`FlyClient`]: typed calls to the Fly Machines API.
+//!
+//! Retries follow one rule: a request is repeated only when repeating it cannot do something
+//! twice. GETs, lease refreshes and releases, and secret sets (the same values again) are
+//! retried on 429/5xx/network errors. Creates and machine updates are not retried blindly:
+//! after an ambiguous failure (5xx, lost response) the client first looks whether the first
+//! attempt took effect (the app exists, a machine with that name exists, the machine runs that
+//! config) and sends again only if it did not.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use shipit_core::retry::{RetryPolicy, retry};
+
+use crate::error::{FlyError, parse_error};
+
+/// Header carrying a lease's nonce.
+pub const NONCE_HEADER: &str = "fly-machine-lease-nonce";
+
+/// A Fly app, as `GET /apps/{app}` returns it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct FlyApp {
+    /// App id.
+    pub id: Option<String>,
+    /// App name.
+    pub name: String,
+    /// `deployed`, `pending`, `suspended`…
+    pub status: Option<String>,
+}
+
+/// One health check's latest result.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct CheckStatus {
+    /// Check name (`http`, or `servicecheck-00-http-4000`).
+    pub name: String,
+    /// `passing`, `warning` or `critical`.
+    pub status: String,
+    /// What the check saw.
+    pub output: Option<String>,
+    /// When it last ran.
+    pub updated_at: Option<String>,
+}
+
+/// One event in a machine's life (`launch`, `start`, `exit`, `update`…).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct MachineEvent {
+    /// Event type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Status after the event.
+    pub status: Option<String>,
+    /// `flyd`, `user`…
+    pub source: Option<String>,
+    /// Unix milliseconds.
+    pub timestamp: Option<i64>,
+    /// Details (`exit_event` for exits).
+    pub request: Value,
+}
+
+impl MachineEvent {
+    /// For an `exit` event: its exit code.
+    pub fn exit_code(&self) -> Option<i64> {
+        let r = &self.request;
+        r.pointer("/exit_event/exit_code").or_else(|| r.get("exit_code")).and_then(Value::as_i64)
+    }
+
+    /// For an `exit` event: whether the stop was asked for (an update or a stop, not a crash).
+    pub fn requested_stop(&self) -> bool {
+        let r = &self.request;
+        r.pointer("/exit_event/requested_stop")
+            .or_else(|| r.get("requested_stop"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+}
+
+/// A machine.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct Machine {
+    /// Machine id.
+    pub id: String,
+    /// Machine name.
+    pub name: String,
+    /// `created`, `starting`, `started`, `stopping`, `stopped`, `replacing`, `destroyed`…
+    pub state: String,
+    /// Region.
+    pub region: String,
+    /// Changes with every config version.
+    pub instance_id: Option<String>,
+    /// The machine config, kept whole so an update can preserve fields shipit does not manage.
+    pub config: Value,
+    /// Health check results.
+    pub checks: Vec<CheckStatus>,
+    /// Recent events.
+    pub events: Vec<MachineEvent>,
+    /// Created at (RFC 3339).
+    pub created_at: Option<String>,
+    /// Updated at (RFC 3339).
+    pub updated_at: Option<String>,
+}
+
+impl Machine {
+    /// A key of `config.metadata`.
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.config.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str)
+    }
+
+    /// The latest event timestamp.
+    pub fn last_event_at(&self) -> i64 {
+        self.events.iter().filter_map(|e| e.timestamp).max().unwrap_or(0)
+    }
+}
+
+/// A machine lease.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct Lease {
+    /// Sent as `fly-machine-lease-nonce` with every change under the lease.
+    pub nonce: String,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+    /// Who holds it.
+    pub owner: Option<String>,
+    /// Why it was taken.
+    pub description: Option<String>,
+    /// Machine version.
+    pub version: Option<String>,
+}
+
+/// One earlier config of a machine.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct MachineVersion {
+    /// Version id (a ULID on Fly).
+    pub version: String,
+    /// The config of that version.
+    pub user_config: Value,
+    /// When it was made, when Fly says.
+    pub created_at: Option<String>,
+}
+
+/// Body of `POST /apps/{app}/machines`.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct CreateMachine {
+    /// Unique name: how a create is found again after an ambiguous failure.
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Machine config.
+    pub config: Value,
+    /// Secrets version the machine must see.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_secrets_version: Option<u64>,
+}
+
+impl CreateMachine {
+    /// A create request.
+    pub fn new(name: String, region: String, config: Value, min_secrets_version: Option<u64>) -> Self {
+        Self { name, region, config, min_secrets_version }
+    }
+}
+
+/// Body of `POST /apps/{app}/machines/{id}`.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct UpdateMachine {
+    /// The whole new config.
+    pub config: Value,
+    /// Secrets version the machine must see.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_secrets_version: Option<u64>,
+}
+
+impl UpdateMachine {
+    /// An update request.
+    pub fn new(config: Value, min_secrets_version: Option<u64>) -> Self {
+        Self { config, min_secrets_version }
+    }
+}
+
+/// What `POST /apps/{app}/secrets` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SecretsSet {
+    /// Secret names the app has now.
+    pub names: Vec<String>,
+    /// Secrets version, for `min_secrets_version`.
+    pub version: Option<u64>,
+}
+
+/// A Fly Machines API client. Cheap to clone.
+#[derive(Clone)]
+pub struct FlyClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: String,
+    token: Option<SecretString>,
+    retry: RetryPolicy,
+    timeout: Duration,
+    /// Set after a 401: no further request is sent.
+    stopped: AtomicBool,
+}
+
+impl std::fmt::Debug for FlyClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlyClient")
+            .field("base", &self.inner.base)
+            .field("token", &self.inner.token.as_ref().map(|_| "<redacted>"))
+            .field("stopped", &self.inner.stopped.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// A request about to be sent.
+struct Call<'a> {
+    method: Method,
+    path: String,
+    nonce: Option<&'a str>,
+    body: Option<Value>,
+    timeout: Option<Duration>,
+}
+
+impl<'a> Call<'a> {
+    fn new(method: Method, path: String) -> Self {
+        Self { method, path, nonce: None, body: None, timeout: None }
+    }
+    fn nonce(mut self, nonce: Option<&'a str>) -> Self {
+        self.nonce = nonce;
+        self
+    }
+    fn body(mut self, body: Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+}
+
+fn encode_body<T: Serialize>(what: &str, body: &T) -> Result<Value, FlyError> {
+    serde_json::to_value(body).map_err(|e| FlyError::Decode { what: what.to_string(), message: e.to_string() })
+}
+
+fn decode<T: DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, FlyError> {
+    serde_json::from_slice(body).map_err(|e| FlyError::Decode { what: what.to_string(), message: e.to_string() })
+}
+
+/// Fly's live API wraps leases as `{"status":"success","data":{...}}`; the spec returns them bare.
+fn decode_lease(body: &[u8]) -> Result<Lease, FlyError> {
+    let v: Value = decode("lease", body)?;
+    let inner = v.get("data").filter(|d| d.is_object()).cloned().unwrap_or(v);
+    let lease: Lease =
+        serde_json::from_value(inner).map_err(|e| FlyError::Decode { what: "lease".into(), message: e.to_string() })?;
+    if lease.nonce.is_empty() {
+        return Err(FlyError::Decode { what: "lease".into(), message: "no nonce in the lease".into() });
+    }
+    Ok(lease)
+}
+
+/// Secret names from any of the shapes Fly uses: `[{"name":…}]`, `["NAME"]`,
+/// `{"secrets": …}`, or a map keyed by name.
+fn secret_names(v: &Value) -> Vec<String> {
+    let mut names: Vec<String> = match v {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|i| match i {
+                Value::String(s) => Some(s.clone()),
+                Value::Object(o) => {
+                    o.get("name").or_else(|| o.get("label")).and_then(Value::as_str).map(str::to_string)
+                }
+                _ => None,
+            })
+            .collect(),
+        Value::Object(o) => match o.get("secrets") {
+            Some(inner) => return secret_names(inner),
+            None => o.keys().filter(|k| k.as_str() != "version").cloned().collect(),
+        },
+        _ => Vec::new(),
+    };
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// `fm1r_`, `fm1a_` and `fm2_` tokens (macaroons) use the `FlyV1` scheme; others `Bearer`.
+fn auth_value(token: &str) -> String {
+    let token = token.trim();
+    if token.starts_with("FlyV1 ") || token.starts_with("Bearer ") {
+        token.to_string()
+    } else if ["fm1r_", "fm1a_", "fm2_"].iter().any(|p| token.starts_with(p)) {
+        format!("FlyV1 {token}")
+    } else {
+        format!("Bearer {token}")
+    }
+}
+
+impl FlyClient {
+    pub(crate) fn new(
+        base: String,
+        token: Option<SecretString>,
+        retry: RetryPolicy,
+        timeout: Duration,
+    ) -> Result<Self, FlyError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("shipit/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| FlyError::Config(format!("HTTP client: {e}")))?;
+        Ok(Self { inner: Arc::new(Inner { http, base, token, retry, timeout, stopped: AtomicBool::new(false) }) })
+    }
+
+    /// The base URL, e.g. `https://api.machines.dev/v1`.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// Whether a token is configured.
+    pub fn has_token(&self) -> bool {
+        self.inner.token.is_some()
+    }
+
+    /// Sends one request; a non-2xx answer becomes a [`FlyError`] through [`parse_error`].
+    async fn send(&self, call: Call<'_>) -> Result<Vec<u8>, FlyError> {
+        let inner = &self.inner;
+        let Some(token) = &inner.token else { return Err(FlyError::MissingToken) };
+        if inner.stopped.load(Ordering::SeqCst) {
+            return Err(FlyError::Stopped);
+        }
+        let mut auth = HeaderValue::from_str(&auth_value(token.expose_secret()))
+            .map_err(|_| FlyError::Config("the Fly API token contains characters not allowed in a header".into()))?;
+        auth.set_sensitive(true);
+        let url = format!("{}{}", inner.base, call.path);
+        let mut rb = inner
+            .http
+            .request(call.method, url)
+            .header(AUTHORIZATION, auth)
+            .timeout(call.timeout.unwrap_or(inner.timeout));
+        if let Some(nonce) = call.nonce {
+            rb = rb.header(NONCE_HEADER, nonce);
+        }
+        if let Some(body) = &call.body {
+            rb = rb.json(body);
+        }
+        let resp = rb.send().await.map_err(FlyError::Network)?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(FlyError::Network)?;
+        if status.is_success() {
+            return Ok(body.to_vec());
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            inner.stopped.store(true, Ordering::SeqCst);
+        }
+        Err(parse_error(status, &headers, &body))
+    }
+
+    /// Runs `op` under the retry policy. Only for requests that are safe to repeat.
+    async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T, FlyError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, FlyError>>,
+    {
+        retry(&self.inner.retry, || {
+            let attempt = op();
+            async move { attempt.await.map_err(shipit_core::Error::from) }
+        })
+        .await
+        .map_err(|e| {
+            let message = e.message.clone();
+            match e.source.map(|s| s.downcast::<FlyError>()) {
+                Some(Ok(fly)) => *fly,
+                _ => FlyError::Decode { what: "retry".into(), message },
+            }
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, what: &str, path: String) -> Result<T, FlyError> {
+        let body = self.retrying(|| self.send(Call::new(Method::GET, path.clone()))).await?;
+        decode(what, &body)
+    }
+
+    /// `GET /apps/{app}`; `None` when it does not exist.
+    pub async fn get_app(&self, app: &str) -> Result<Option<FlyApp>, FlyError> {
+        match self.get("app", format!("/apps/{app}")).await {
+            Ok(a) => Ok(Some(a)),
+            Err(FlyError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /apps {app_name, org_slug}`. After an ambiguous failure it looks the app up
+    /// before sending again.
+    pub async fn create_app(&self, app: &str, org: &str) -> Result<(), FlyError> {
+        let body = serde_json::json!({ "app_name": app, "org_slug": org });
+        let maybe_sent = AtomicBool::new(false);
+        self.retrying(|| {
+            let body = body.clone();
+            let maybe_sent = &maybe_sent;
+            async move {
+                if maybe_sent.load(Ordering::SeqCst) && self.get_app(app).await?.is_some() {
+                    return Ok(());
+                }
+                match self.send(Call::new(Method::POST, "/apps".into()).body(body)).await {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        if e.is_ambiguous() {
+                            maybe_sent.store(true, Ordering::SeqCst);
+                        }
+                        Err(e)
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// `GET /apps/{app}/machines`.
+    pub async fn list_machines(&self, app: &str) -> Result<Vec<Machine>, FlyError> {
+        self.get("machines", format!("/apps/{app}/machines")).await
+    }
+
+    /// `GET /apps/{app}/machines/{id}`.
+    pub async fn get_machine(&self, app: &str, id: &str) -> Result<Machine, FlyError> {
+        self.get("machine", format!("/apps/{app}/machines/{id}")).await
+    }
+
+    /// `POST /apps/{app}/machines`. After an ambiguous failure it lists the machines and returns
+    /// the one with `req.name` if the first attempt made it: never two machines for one create.
+    pub async fn create_machine(&self, app: &str, req: &CreateMachine) -> Result<Machine, FlyError> {
+        let body = encode_body("create machine", req)?;
+        let maybe_sent = AtomicBool::new(false);
+        self.retrying(|| {
+            let body = body.clone();
+            let maybe_sent = &maybe_sent;
+            async move {
+                if maybe_sent.load(Ordering::SeqCst)
+                    && let Some(m) = self.list_machines(app).await?.into_iter().find(|m| m.name == req.name)
+                {
+                    return Ok(m);
+                }
+                match self.send(Call::new(Method::POST, format!("/apps/{app}/machines")).body(body)).await {
+                    Ok(b) => decode("created machine", &b),
+                    Err(e) => {
+                        if e.is_ambiguous() {
+                            maybe_sent.store(true, Ordering::SeqCst);
+                        }
+                        Err(e)
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// `POST /apps/{app}/machines/{id}` under a lease. After an ambiguous failure it reads the
+    /// machine back and sends again only if `applied` says the new config is not there.
+    pub async fn update_machine(
+        &self,
+        app: &str,
+        id: &str,
+        nonce: Option<&str>,
+        req: &UpdateMachine,
+        applied: impl Fn(&Machine) -> bool,
+    ) -> Result<Machine, FlyError> {
+        let body = encode_body("update machine", req)?;
+        let maybe_sent = AtomicBool::new(false);
+        let applied = &applied;
+        self.retrying(|| {
+            let body = body.clone();
+            let maybe_sent = &maybe_sent;
+            async move {
+                if maybe_sent.load(Ordering::SeqCst) {
+                    let m = self.get_machine(app, id).await?;
+                    if applied(&m) {
+                        return Ok(m);
+                    }
+                }
+                let call = Call::new(Method::POST, format!("/apps/{app}/machines/{id}")).nonce(nonce).body(body);
+                match self.send(call).await {
+                    Ok(b) => decode("updated machine", &b),
+                    Err(e) => {
+                        if e.is_ambiguous() {
+                            maybe_sent.store(true, Ordering::SeqCst);
+                        }
+                        Err(e)
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// `POST /apps/{app}/machines/{id}/lease?ttl=N`. A 409 (held by someone else) comes back
+    /// as [`FlyError::Conflict`] with the owner. After an ambiguous failure the current lease is
+    /// read: if it carries our `description`, it is ours.
+    pub async fn acquire_lease(
+        &self,
+        app: &str,
+        id: &str,
+        ttl: Duration,
+        description: &str,
+    ) -> Result<Lease, FlyError> {
+        let secs = ttl.as_secs().max(1);
+        let body = serde_json::json!({ "ttl": secs, "description": description });
+        let maybe_sent = AtomicBool::new(false);
+        self.retrying(|| {
+            let body = body.clone();
+            let maybe_sent = &maybe_sent;
+            async move {
+                if maybe_sent.load(Ordering::SeqCst)
+                    && let Some(lease) = self.get_lease(app, id).await?
+                    && lease.description.as_deref() == Some(description)
+                {
+                    return Ok(lease);
+                }
+                let call = Call::new(Method::POST, format!("/apps/{app}/machines/{id}/lease?ttl={secs}")).body(body);
+                match self.send(call).await {
+                    Ok(b) => decode_lease(&b),
+                    Err(e) => {
+                        if e.is_ambiguous() {
+                            maybe_sent.store(true, Ordering::SeqCst);
+                        }
+                        Err(e)
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// `GET /apps/{app}/machines/{id}/lease`; `None` when there is none.
+    pub async fn get_lease(&self, app: &str, id: &str) -> Result<Option<Lease>, FlyError> {
+        let res = self.retrying(|| self.send(Call::new(Method::GET, format!("/apps/{app}/machines/{id}/lease")))).await;
+        match res {
+            Ok(b) => Ok(decode_lease(&b).ok()),
+            Err(FlyError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Extends a lease we hold (`POST …/lease?ttl=N` with our nonce).
+    pub async fn refresh_lease(&self, app: &str, id: &str, nonce: &str, ttl: Duration) -> Result<Lease, FlyError> {
+        let secs = ttl.as_secs().max(1);
+        let body = serde_json::json!({ "ttl": secs });
+        let b = self
+            .retrying(|| {
+                let call = Call::new(Method::POST, format!("/apps/{app}/machines/{id}/lease?ttl={secs}"))
+                    .nonce(Some(nonce))
+                    .body(body.clone());
+                self.send(call)
+            })
+            .await?;
+        decode_lease(&b)
+    }
+
+    /// `DELETE /apps/{app}/machines/{id}/lease` with our nonce. A lease already gone is fine.
+    pub async fn release_lease(&self, app: &str, id: &str, nonce: &str) -> Result<(), FlyError> {
+        let res = self
+            .retrying(|| {
+                self.send(Call::new(Method::DELETE, format!("/apps/{app}/machines/{id}/lease")).nonce(Some(nonce)))
+            })
+            .await;
+        match res {
+            Ok(_) | Err(FlyError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /apps/{app}/machines/{id}/wait?state=S&timeout=N` (N at most 60). One call, not
+    /// retried: a 408 is [`FlyError::WaitTimeout`], and the caller decides whether to wait again.
+    pub async fn wait(
+        &self,
+        app: &str,
+        id: &str,
+        state: &str,
+        timeout: Duration,
+        instance_id: Option<&str>,
+    ) -> Result<(), FlyError> {
+        let secs = timeout.as_secs().clamp(1, 60);
+        let mut path = format!("/apps/{app}/machines/{id}/wait?state={state}&timeout={secs}");
+        if let Some(instance) = instance_id {
+            path.push_str("&instance_id=");
+            path.push_str(instance);
+        }
+        let mut call = Call::new(Method::GET, path);
+        call.timeout = Some(Duration::from_secs(secs + 15));
+        self.send(call).await.map(|_| ())
+    }
+
+    /// `GET /apps/{app}/machines/{id}/versions`.
+    pub async fn versions(&self, app: &str, id: &str) -> Result<Vec<MachineVersion>, FlyError> {
+        self.get("machine versions", format!("/apps/{app}/machines/{id}/versions")).await
+    }
+
+    /// `POST /apps/{app}/secrets {"values": {NAME: value}}`. Setting the same values again is
+    /// harmless, so this is retried. Error messages are scrubbed of the values.
+    pub async fn set_secrets(&self, app: &str, values: &[(String, SecretString)]) -> Result<SecretsSet, FlyError> {
+        let map: serde_json::Map<String, Value> =
+            values.iter().map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_string()))).collect();
+        let body = serde_json::json!({ "values": map });
+        let res = self
+            .retrying(|| self.send(Call::new(Method::POST, format!("/apps/{app}/secrets")).body(body.clone())))
+            .await;
+        drop(body);
+        let b = res.map_err(|e| scrub(e, values))?;
+        let v: Value = decode("secrets", &b)?;
+        let version = v.get("version").and_then(|n| n.as_u64().or_else(|| n.as_str().and_then(|s| s.parse().ok())));
+        Ok(SecretsSet { names: v.get("secrets").map(secret_names).unwrap_or_default(), version })
+    }
+
+    /// `GET /apps/{app}/secrets`: names only.
+    pub async fn list_secrets(&self, app: &str) -> Result<Vec<String>, FlyError> {
+        let v: Value = self.get("secrets", format!("/apps/{app}/secrets")).await?;
+        Ok(secret_names(&v))
+    }
+}
+
+/// Replaces any secret value quoted back in an error message.
+fn scrub(e: FlyError, values: &[(String, SecretString)]) -> FlyError {
+    let clean = |m: String| {
+        values.iter().fold(m, |m, (_, v)| {
+            let v = v.expose_secret();
+            if v.is_empty() { m } else { m.replace(v, "***") }
+        })
+    };
+    match e {
+        FlyError::Api { status, message } => FlyError::Api { status, message: clean(message) },
+        FlyError::Server { status, message, retry_after } => {
+            FlyError::Server { status, message: clean(message), retry_after }
+        }
+        FlyError::NotFound { message } => FlyError::NotFound { message: clean(message) },
+        FlyError::Conflict { owner, message } => FlyError::Conflict { owner, message: clean(message) },
+        FlyError::RateLimited { retry_after, message } => {
+            FlyError::RateLimited { retry_after, message: clean(message) }
+        }
+        FlyError::Unauthorized { status, message } => FlyError::Unauthorized { status, message: clean(message) },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macaroons_use_the_flyv1_scheme() {
+        assert_eq!(auth_value("fm2_abc"), "FlyV1 fm2_abc");
+        assert_eq!(auth_value("fm1r_abc"), "FlyV1 fm1r_abc");
+        assert_eq!(auth_value("fm1a_abc"), "FlyV1 fm1a_abc");
+        assert_eq!(auth_value("FlyV1 fm2_abc"), "FlyV1 fm2_abc");
+        assert_eq!(auth_value("abc123"), "Bearer abc123");
+    }
+
+    #[test]
+    fn leases_in_both_shapes() {
+        let live = br#"{"status":"success","data":{"nonce":"n1","expires_at":1,"owner":"me"}}"#;
+        assert_eq!(decode_lease(live).map(|l| l.nonce).ok().as_deref(), Some("n1"));
+        let bare = br#"{"nonce":"n2","expires_at":1,"owner":"me","version":"v"}"#;
+        assert_eq!(decode_lease(bare).map(|l| l.nonce).ok().as_deref(), Some("n2"));
+        assert!(decode_lease(br#"{"status":"success"}"#).is_err());
+    }
+
+    #[test]
+    fn secret_names_in_every_shape() {
+        let a: Value = serde_json::json!({"secrets":[{"name":"B"},{"name":"A"}],"version":3});
+        assert_eq!(secret_names(&a), ["A", "B"]);
+        let b: Value = serde_json::json!(["X"]);
+        assert_eq!(secret_names(&b), ["X"]);
+        let c: Value = serde_json::json!({"secrets": {"K": {"digest": "d"}}});
+        assert_eq!(secret_names(&c), ["K"]);
+    }
+}

@@ -1,0 +1,140 @@
+//! [`FlyConfig`]: how to reach Fly (token, base URL) and how patiently to work with it.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use shipit_core::retry::RetryPolicy;
+
+use crate::client::FlyClient;
+use crate::error::FlyError;
+use crate::platform::FlyPlatform;
+
+/// The public Machines API.
+pub const DEFAULT_BASE_URL: &str = "https://api.machines.dev/v1";
+/// Environment variable holding the token.
+pub const TOKEN_ENV: &str = "FLY_API_TOKEN";
+/// Environment variable overriding the base URL.
+pub const BASE_URL_ENV: &str = "SHIPIT_FLY_API_URL";
+/// Environment variable overriding the poll interval (a Go duration, e.g. `"50ms"`): for
+/// tests of the binary against a fake.
+pub const POLL_INTERVAL_ENV: &str = "SHIPIT_FLY_POLL_INTERVAL";
+
+/// Settings of a [`FlyPlatform`], built with [`FlyPlatform::builder`] or [`FlyConfig::from_env`].
+///
+/// A missing token is not an error here: `render` and `--dry-run` need none. Each API call then
+/// fails with an [`ErrorKind::Unauthorized`](shipit_core::ErrorKind::Unauthorized) error
+/// naming `FLY_API_TOKEN`, without sending anything.
+#[derive(Clone)]
+#[must_use]
+pub struct FlyConfig {
+    pub(crate) token: Option<SecretString>,
+    pub(crate) base_url: String,
+    pub(crate) poll_interval: Duration,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) request_timeout: Duration,
+}
+
+impl std::fmt::Debug for FlyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlyConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("base_url", &self.base_url)
+            .field("poll_interval", &self.poll_interval)
+            .field("retry", &self.retry)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+impl Default for FlyConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            base_url: DEFAULT_BASE_URL.to_string(),
+            poll_interval: Duration::from_secs(1),
+            retry: RetryPolicy::default(),
+            lease_ttl: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl FlyConfig {
+    /// Defaults: no token, the public API, 1s polling, 120s leases.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// From the environment: `FLY_API_TOKEN` (an empty value counts as unset),
+    /// `SHIPIT_FLY_API_URL` and `SHIPIT_FLY_POLL_INTERVAL`.
+    pub fn from_env() -> Self {
+        let mut config = Self::default();
+        if let Ok(token) = std::env::var(TOKEN_ENV)
+            && !token.trim().is_empty()
+        {
+            config.token = Some(SecretString::from(token.trim().to_string()));
+        }
+        if let Ok(url) = std::env::var(BASE_URL_ENV)
+            && !url.trim().is_empty()
+        {
+            config.base_url = url.trim().to_string();
+        }
+        if let Some(every) =
+            std::env::var(POLL_INTERVAL_ENV).ok().and_then(|v| v.trim().parse::<shipit_core::GoDuration>().ok())
+        {
+            config.poll_interval = every.get();
+        }
+        config
+    }
+
+    /// The API token. Tokens starting `fm1r_`, `fm1a_` or `fm2_` are sent as `FlyV1 <token>`,
+    /// others as `Bearer <token>`.
+    pub fn token(mut self, token: SecretString) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Another base URL (a fake in tests), including the `/v1`.
+    pub fn with_base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into();
+        self
+    }
+
+    /// Time between polls of a machine's state and checks (default 1s).
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.poll_interval = every;
+        self
+    }
+
+    /// Retries of idempotent requests.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// How long a machine lease lasts before it must be refreshed (default 120s).
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// Timeout of one ordinary request (default 30s; `wait` calls get their own).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Builds the platform. Fails only on an invalid base URL or TLS setup; never on a
+    /// missing token.
+    pub fn build(self) -> Result<FlyPlatform, FlyError> {
+        let base = self.base_url.trim_end_matches('/').to_string();
+        let url = reqwest::Url::parse(&base).map_err(|e| FlyError::Config(format!("base URL {base:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(FlyError::Config(format!("base URL {base:?}: only http and https are supported")));
+        }
+        let client = FlyClient::new(base, self.token.clone(), self.retry, self.request_timeout)?;
+        Ok(FlyPlatform::new(client, self))
+    }
+}

@@ -1,0 +1,478 @@
+//! Deploys against the stateful Fly fake: what runs afterwards, what was sent, what is left behind.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use shipit_core::{ErrorKind, Event, Events, Platform, ReleaseStatus, Strategy};
+use shipit_testkit::fly::{Behaviour, FlyFake};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn first_deploy_creates_the_app_and_min_machines_per_region() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "production");
+    let api = service(t, "api");
+    let (events, seen) = Events::collect();
+    let mut req = request(t, api, "x", 1);
+    req.events = events;
+
+    let done = fly.deploy(&req).await.unwrap();
+    assert!(done.changed);
+    assert_eq!((done.instances, done.digest.as_str()), (4, digest("x").as_str()));
+
+    let name = fly_app("production", "api");
+    assert_eq!(fake.apps(), std::slice::from_ref(&name));
+    let machines = fake.machines(&name);
+    let mut regions: Vec<&str> = machines.iter().map(|m| m.region.as_str()).collect();
+    regions.sort_unstable();
+    assert_eq!(regions, ["fra", "fra", "iad", "iad"], "scale.min = 2 in each region");
+    for m in &machines {
+        assert_eq!(m.digest.as_deref(), Some(digest("x").as_str()));
+        assert_eq!(m.image, format!("ghcr.io/acme/shop-api:x@{}", digest("x")));
+        assert_eq!(m.metadata.get("shipit_release"), Some(&release(1)));
+        assert_eq!(m.metadata.get("shipit_digest"), Some(&digest("x")));
+        assert_eq!(m.metadata.get("shipit_git_sha").map(String::as_str), Some("abc0001"));
+        assert_eq!(m.metadata.get("shipit_service").map(String::as_str), Some("api"));
+        assert_eq!(m.metadata.get("fly_process_group").map(String::as_str), Some("app"));
+        let c = &m.config;
+        assert_eq!(c["guest"]["memory_mb"], 512);
+        assert_eq!(c["checks"]["http"]["path"], "/api/health");
+        assert_eq!(c["checks"]["http"]["port"], 4000);
+        assert_eq!(c["services"][0]["internal_port"], 4000);
+        assert_eq!(c["restart"]["policy"], "on-failure");
+        assert_eq!(c["env"]["NODE_ENV"], "production");
+        // Secrets and database URLs are app secrets, never in the config.
+        assert!(c["env"].get("STRIPE_SECRET_KEY").is_none() && c["env"].get("DATABASE_URL").is_none());
+    }
+    let healthy = seen.lock().unwrap().iter().filter(|e| matches!(e, Event::InstanceHealthy { .. })).count();
+    assert_eq!(healthy, 4, "every machine passed its gate");
+    assert!(fake.leases_held().is_empty());
+}
+
+#[tokio::test]
+async fn service_references_and_commands_reach_the_machine_config() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    fly.deploy(&request(t, service(t, "web"), "w", 1)).await.unwrap();
+    fly.deploy(&request(t, service(t, "worker"), "k", 1)).await.unwrap();
+    let web = fake.machines(&fly_app("staging", "web"));
+    assert_eq!(web.len(), 1);
+    assert_eq!(web[0].config["env"]["API_URL"], "https://shop-api-staging.fly.dev");
+    let worker = fake.machines(&fly_app("staging", "worker"));
+    assert_eq!(worker[0].config["init"]["cmd"], serde_json::json!(["node", "worker.js"]));
+    assert!(worker[0].config.get("services").is_none(), "a worker has no services");
+}
+
+#[tokio::test]
+async fn redeploying_the_running_digest_changes_nothing() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    let api = service(t, "api");
+    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    let before = fake.requests().len();
+
+    let again = fly.deploy(&request(t, api, "x", 2)).await.unwrap();
+    assert!(!again.changed);
+    let after = fake.requests();
+    let new = &after[before..];
+    assert!(new.iter().all(|r| r.method == "GET"), "only reads: {new:?}");
+    assert!(
+        fake.machines(&fly_app("staging", "api")).iter().all(|m| m.metadata.get("shipit_release") == Some(&release(1)))
+    );
+}
+
+#[tokio::test]
+async fn an_update_rolls_every_machine_under_leases() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "production");
+    let api = service(t, "api");
+    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    let before = fake.requests().len();
+    let name = fly_app("production", "api");
+
+    let (events, seen) = Events::collect();
+    let mut req = request(t, api, "y", 2);
+    req.events = events;
+    let done = fly.deploy(&req).await.unwrap();
+    assert!(done.changed);
+    assert_eq!(done.instances, 4);
+
+    let machines = fake.machines(&name);
+    assert_eq!(machines.len(), 4, "no machine created or lost");
+    for m in &machines {
+        assert_eq!(m.digest.as_deref(), Some(digest("y").as_str()));
+        assert_eq!(m.metadata.get("shipit_release"), Some(&release(2)));
+        assert_eq!(fake.versions(&name, &m.id).len(), 2, "one new version per machine");
+    }
+    assert!(fake.leases_held().is_empty(), "every lease released");
+
+    let reqs = fake.requests();
+    let new = &reqs[before..];
+    let ups = updates(new);
+    assert_eq!(ups.len(), 4);
+    assert!(ups.iter().all(|r| r.has_nonce), "updates carry the lease nonce");
+    // Every lease is taken before the first machine changes.
+    let first_update = new.iter().position(|r| updates(std::slice::from_ref(r)).len() == 1).unwrap();
+    let last_lease = new.iter().rposition(|r| r.method == "POST" && r.path.ends_with("/lease")).unwrap();
+    assert!(last_lease < first_update);
+    let deletes = new.iter().filter(|r| r.method == "DELETE" && r.path.ends_with("/lease") && r.has_nonce).count();
+    assert_eq!(deletes, 4);
+    let events = seen.lock().unwrap();
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::InstanceUpdated { .. })).count(), 4);
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Step { message, .. } if message.starts_with("acquiring lease on")))
+    );
+}
+
+#[tokio::test]
+async fn immediate_updates_all_then_gates_all() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "production");
+    let api = service(t, "api");
+    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    let before = fake.requests().len();
+    let mut req = request(t, api, "y", 2);
+    req.strategy = Strategy::Immediate;
+    fly.deploy(&req).await.unwrap();
+    let reqs = fake.requests();
+    let new = &reqs[before..];
+    let positions: Vec<usize> =
+        new.iter().enumerate().filter(|(_, r)| updates(std::slice::from_ref(*r)).len() == 1).map(|(i, _)| i).collect();
+    let first_wait = new.iter().position(|r| r.path.ends_with("/wait")).unwrap();
+    assert_eq!(positions.len(), 4);
+    assert!(positions.iter().all(|p| *p < first_wait), "every update is sent before any wait");
+}
+
+#[tokio::test]
+async fn failing_checks_time_out_naming_the_check() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    let api = service(t, "api");
+    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    fake.set_behaviour(&digest("y"), Behaviour::FailingChecks);
+
+    let mut req = request(t, api, "y", 2);
+    req.wait_timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let err = fly.deploy(&req).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(err.message.contains("\"http\"") && err.message.contains("critical"), "{err}");
+    assert!(err.message.contains("503"), "the check's output is shown: {err}");
+    let digests: Vec<_> = fake.machines(&fly_app("staging", "api")).into_iter().map(|m| m.digest).collect();
+    assert_eq!(
+        digests.iter().filter(|d| d.as_deref() == Some(digest("y").as_str())).count(),
+        1,
+        "rolling stops at the first batch"
+    );
+    assert!(fake.leases_held().is_empty());
+}
+
+#[tokio::test]
+async fn a_flapping_check_does_not_pass_the_gate() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    let web = service(t, "web");
+    fake.set_behaviour(&digest("f"), Behaviour::Flapping);
+    let mut req = request(t, web, "f", 1);
+    req.wait_timeout = Duration::from_millis(300);
+    assert_eq!(fly.deploy(&req).await.unwrap_err().kind, ErrorKind::Timeout);
+}
+
+#[tokio::test]
+async fn a_slow_start_still_passes() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    fake.set_behaviour(&digest("s"), Behaviour::SlowStart(3));
+    fly.deploy(&request(t, service(t, "web"), "s", 1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_crash_fails_at_once() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    let api = service(t, "api");
+    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    fake.set_behaviour(&digest("y"), Behaviour::Crash);
+
+    let mut req = request(t, api, "y", 2);
+    req.wait_timeout = Duration::from_secs(30);
+    let started = Instant::now();
+    let err = fly.deploy(&req).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unhealthy, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(err.message.contains("exited with code 1"), "{err}");
+    assert!(fake.leases_held().is_empty());
+}
+
+#[tokio::test]
+async fn a_lease_held_by_someone_else_is_a_conflict_and_nothing_changes() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    let api = service(t, "api");
+    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    let name = fly_app("staging", "api");
+    let second = fake.machines(&name)[1].id.clone();
+    fake.hold_lease(&name, &second, "alice@acme.dev").unwrap();
+    let before = fake.requests().len();
+
+    let err = fly.deploy(&request(t, api, "y", 2)).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict);
+    assert!(err.message.contains("deploy in progress by alice@acme.dev"), "{err}");
+    assert!(fake.machines(&name).iter().all(|m| m.digest.as_deref() == Some(digest("x").as_str())));
+    assert!(updates(&fake.requests()[before..]).is_empty(), "no update was sent");
+    let held = fake.leases_held();
+    assert_eq!(held.len(), 1, "only alice's lease remains: {held:?}");
+    assert_eq!(held[0].2, "alice@acme.dev");
+}
+
+#[tokio::test]
+async fn lock_wait_waits_for_the_other_deploy() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    let api = service(t, "api");
+    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    let name = fly_app("staging", "api");
+    let first = fake.machines(&name)[0].id.clone();
+    fake.hold_lease(&name, &first, "alice@acme.dev").unwrap();
+
+    let mut req = request(t, api, "y", 2);
+    req.lock_wait = Duration::from_secs(5);
+    let other_deploy_ends = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(fake.release_foreign_lease(&name, &first));
+    };
+    let (done, ()) = tokio::join!(fly.deploy(&req), other_deploy_ends);
+    assert!(done.unwrap().changed);
+    assert!(fake.machines(&name).iter().all(|m| m.digest.as_deref() == Some(digest("y").as_str())));
+    assert!(fake.leases_held().is_empty());
+}
+
+#[tokio::test]
+async fn cancelling_mid_rollout_releases_leases_and_leaves_known_images() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "production");
+    let api = service(t, "api");
+    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+
+    let cancel = CancellationToken::new();
+    let on_update = cancel.clone();
+    let mut req = request(t, api, "y", 2);
+    req.cancel = cancel;
+    req.events = Events::new(move |e| {
+        if matches!(e, Event::InstanceUpdated { .. }) {
+            on_update.cancel();
+        }
+    });
+    let err = fly.deploy(&req).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Cancelled, "{err}");
+    // The background release of a dropped guard is not needed: the leases are already gone.
+    assert!(fake.leases_held().is_empty());
+    let machines = fake.machines(&fly_app("production", "api"));
+    let on = |label: &str| machines.iter().filter(|m| m.digest.as_deref() == Some(digest(label).as_str())).count();
+    assert_eq!(on("x") + on("y"), 4, "every machine runs x or y");
+    assert!(on("x") >= 1 && on("y") >= 1, "stopped part-way: x {} y {}", on("x"), on("y"));
+}
+
+#[tokio::test]
+async fn rollback_marks_the_failed_release_and_restores_the_previous() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    let api = service(t, "api");
+    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    fake.set_behaviour(&digest("y"), Behaviour::FailingChecks);
+    let mut bad = request(t, api, "y", 2);
+    bad.wait_timeout = Duration::from_millis(200);
+    assert!(fly.deploy(&bad).await.is_err());
+
+    let history = fly.releases(t, api).await.unwrap();
+    let previous = history.iter().find(|r| r.id == release(1)).unwrap().clone();
+    let mut back = request(t, api, "x", 1);
+    back.failed_release = Some(release(2));
+    let done = fly.rollback(&back, &previous).await.unwrap();
+    assert_eq!(done.digest, digest("x"));
+
+    let name = fly_app("staging", "api");
+    for m in fake.machines(&name) {
+        assert_eq!(m.digest.as_deref(), Some(digest("x").as_str()));
+        assert_eq!(m.metadata.get("shipit_release"), Some(&release(1)));
+    }
+    assert!(fake.machines(&name).iter().any(|m| m.metadata.get("shipit_failed") == Some(&release(2))));
+    let history = fly.releases(t, api).await.unwrap();
+    let status: Vec<(&str, ReleaseStatus)> = history.iter().map(|r| (r.id.as_str(), r.status)).collect();
+    assert_eq!(status, [(release(2).as_str(), ReleaseStatus::Failed), (release(1).as_str(), ReleaseStatus::Live)]);
+    assert!(fake.leases_held().is_empty());
+
+    // The next deploy keeps the record; the restored release is then superseded, not failed.
+    fly.deploy(&request(t, api, "z", 3)).await.unwrap();
+    let history = fly.releases(t, api).await.unwrap();
+    let status: Vec<(&str, ReleaseStatus)> = history.iter().map(|r| (r.id.as_str(), r.status)).collect();
+    assert_eq!(
+        status,
+        [
+            (release(3).as_str(), ReleaseStatus::Live),
+            (release(2).as_str(), ReleaseStatus::Failed),
+            (release(1).as_str(), ReleaseStatus::Superseded),
+        ]
+    );
+    assert_eq!(history[0].git_sha.as_deref(), Some("abc0003"));
+    assert!(history.iter().all(|r| r.created_at.is_some()));
+}
+
+#[tokio::test]
+async fn rollback_never_creates_an_app() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    let api = service(t, "api");
+    let to = shipit_core::Release::new(release(1), "api", ReleaseStatus::Superseded);
+    let err = fly.rollback(&request(t, api, "x", 1), &to).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound);
+    assert!(fake.apps().is_empty());
+}
+
+#[tokio::test]
+async fn no_create_refuses_a_missing_app() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    let mut req = request(t, service(t, "api"), "x", 1);
+    req.create = false;
+    let err = fly.deploy(&req).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound);
+    assert!(err.message.contains("shop-api-staging does not exist on Fly (and --no-create was given)"), "{err}");
+    assert!(fake.apps().is_empty());
+}
+
+#[tokio::test]
+async fn machines_the_manifest_lacks_are_created_after_the_update() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let staging = target(&app, "staging");
+    let api = service(staging, "api");
+    fly.deploy(&request(staging, api, "x", 1)).await.unwrap();
+    let name = fly_app("staging", "api");
+    let seeded = fake.seed_machine(
+        &name,
+        "iad",
+        serde_json::json!({"image": "ghcr.io/acme/shop-api@sha256:00", "metadata": {"fly_process_group": "other"}}),
+    );
+    let done = fly.deploy(&request(staging, api, "y", 2)).await.unwrap();
+    assert_eq!(done.instances, 2, "the other process group is not ours");
+    let other = fake.machines(&name).into_iter().find(|m| m.id == seeded).unwrap();
+    assert_eq!(other.digest.as_deref(), Some("sha256:00"), "left alone");
+}
+
+#[tokio::test]
+async fn status_reports_what_runs() {
+    let fake = FlyFake::start().await;
+    let fly = Arc::new(platform(&fake));
+    let app = app();
+    let t = target(&app, "staging");
+    let api = service(t, "api");
+    let missing = fly.status(t, api).await.unwrap();
+    assert!(!missing.exists);
+    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    let st = fly.status(t, api).await.unwrap();
+    assert!(st.exists && st.healthy(), "{st:?}");
+    assert_eq!(st.digest.as_deref(), Some(digest("x").as_str()));
+    assert_eq!(st.release.as_deref(), Some(release(1).as_str()));
+    assert_eq!(st.instances.len(), 2);
+    assert!(st.instances.iter().all(|i| i.region.as_deref() == Some("iad") && i.state == "started"));
+}
+
+#[tokio::test]
+async fn machines_shipit_did_not_make_are_unmanaged_releases() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    let api = service(t, "api");
+    let d = digest("hand-made");
+    fake.seed_machine(
+        &fly_app("staging", "api"),
+        "iad",
+        serde_json::json!({"image": format!("ghcr.io/acme/shop-api@{d}")}),
+    );
+    let releases = fly.releases(t, api).await.unwrap();
+    assert_eq!(releases.len(), 1);
+    let hex = d.trim_start_matches("sha256:");
+    assert_eq!(releases[0].id, format!("unmanaged-{}", &hex[..12]));
+    assert_eq!(releases[0].status, ReleaseStatus::Live);
+    // And a deploy over it works, keeping the unmanaged release as a rollback target.
+    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    let releases = fly.releases(t, api).await.unwrap();
+    assert_eq!(releases.len(), 2);
+    assert!(releases[1].is_rollback_target(), "{releases:?}");
+}
+
+#[tokio::test]
+async fn leases_are_refreshed_while_a_rollout_outlives_half_their_ttl() {
+    let fake = FlyFake::start().await;
+    let fly = builder(&fake)
+        .token(secrecy::SecretString::from(shipit_testkit::fly::TOKEN.to_string()))
+        .lease_ttl(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let app = app();
+    let t = target(&app, "staging");
+    let api = service(t, "api");
+    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    fake.set_behaviour(&digest("y"), Behaviour::FailingChecks);
+    let mut req = request(t, api, "y", 2);
+    req.wait_timeout = Duration::from_millis(450);
+    assert!(fly.deploy(&req).await.is_err());
+    let refreshes = lease_posts(&fake.requests()).into_iter().filter(|r| r.has_nonce).count();
+    assert!(refreshes >= 2, "{refreshes} refreshes");
+    assert!(fake.leases_held().is_empty());
+}
+
+#[tokio::test]
+async fn an_abandoned_deploy_still_releases_its_leases() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    let api = service(t, "api");
+    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    fake.set_behaviour(&digest("y"), Behaviour::FailingChecks);
+    let mut req = request(t, api, "y", 2);
+    req.wait_timeout = Duration::from_secs(30);
+    // The caller gives up on the future mid-gate: it is dropped, not cancelled.
+    assert!(tokio::time::timeout(Duration::from_millis(200), fly.deploy(&req)).await.is_err());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(fake.leases_held().is_empty(), "{:?}", fake.leases_held());
+}

@@ -1,0 +1,192 @@
+//! [`RegistryError`]: everything that can go wrong talking to a registry, with the shared
+//! [`ErrorKind`] it maps to when it crosses into the engine.
+//!
+//! Messages are for people: they name the image, say what the registry answered, and say what
+//! to change (which variable to set, which list to add a host to). They never contain a token:
+//! the client scrubs the credentials it knows from anything a registry echoes back.
+
+use std::time::Duration;
+
+use shipit_core::ErrorKind;
+
+/// An error from the registry client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The repository, tag or digest does not exist (404, `MANIFEST_UNKNOWN`, `NAME_UNKNOWN`).
+    #[error("{image} not found in the registry{}", detail_suffix(.detail))]
+    NotFound {
+        /// The image as the user wrote it (`ghcr.io/acme/api:3f2c1ab`).
+        image: String,
+        /// What the registry said, when it said something.
+        detail: String,
+    },
+
+    /// The registry wants credentials that were not given, or refused the ones given
+    /// (401/403 after authenticating).
+    #[error("{}", unauthorized_message(.image, .user.as_deref(), .detail, .hint))]
+    Unauthorized {
+        /// The image (`ghcr.io/acme/api:3f2c1ab`).
+        image: String,
+        /// The user whose credentials were refused; `None` when none were sent.
+        user: Option<String>,
+        /// What the registry said.
+        detail: String,
+        /// What to do: which variables to set or check.
+        hint: String,
+    },
+
+    /// 429: the registry asks us to slow down.
+    #[error("{registry} is rate limiting requests{}{}", detail_suffix(.detail), after_suffix(*.retry_after))]
+    RateLimited {
+        /// Registry host.
+        registry: String,
+        /// How long it asked us to wait (Retry-After, in seconds).
+        retry_after: Option<Duration>,
+        /// What the registry said.
+        detail: String,
+    },
+
+    /// A 5xx (or another status worth retrying): the registry is having trouble.
+    #[error("{registry} answered {status}{}", detail_suffix(.detail))]
+    Server {
+        /// Registry host.
+        registry: String,
+        /// HTTP status.
+        status: u16,
+        /// What the registry said.
+        detail: String,
+    },
+
+    /// The registry could not be reached (DNS, connection, timeout): worth retrying.
+    #[error("cannot reach {url}: {cause}")]
+    Network {
+        /// The URL (never carries credentials).
+        url: String,
+        /// The chain of causes, joined.
+        cause: String,
+        /// The underlying error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The TLS handshake failed (a certificate that is not trusted, or a server that speaks
+    /// plain HTTP): not retried, the configuration has to change.
+    #[error(
+        "TLS with {url} failed: {cause}; if {host} is a registry you trust that serves plain HTTP, \
+         add it to SHIPIT_INSECURE_REGISTRIES (comma-separated host[:port])"
+    )]
+    Tls {
+        /// `host[:port]`.
+        host: String,
+        /// The URL.
+        url: String,
+        /// The chain of causes, joined.
+        cause: String,
+        /// The underlying error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// A plain-HTTP URL (a registry, token realm or redirect) for a host that is not listed as
+    /// insecure. Nothing was sent to it.
+    #[error(
+        "refusing plain HTTP to {host} ({url}): shipit talks to registries over HTTPS only; \
+         if {host} is a registry you trust that serves plain HTTP, add it to SHIPIT_INSECURE_REGISTRIES \
+         (comma-separated host[:port])"
+    )]
+    PlainHttpRefused {
+        /// `host[:port]`.
+        host: String,
+        /// The URL that was refused.
+        url: String,
+    },
+
+    /// The registry answered something this client does not understand.
+    #[error("{registry} sent an unexpected response: {detail}")]
+    InvalidResponse {
+        /// Registry host.
+        registry: String,
+        /// What was wrong.
+        detail: String,
+    },
+
+    /// The image reference cannot be resolved (for example a malformed digest).
+    #[error("cannot resolve {image}: {detail}")]
+    InvalidReference {
+        /// The image.
+        image: String,
+        /// Why.
+        detail: String,
+    },
+
+    /// The client's configuration is invalid (an insecure host that is not `host[:port]`…).
+    #[error("registry configuration: {0}")]
+    InvalidConfig(String),
+}
+
+impl RegistryError {
+    /// The kind shared across shipit's crates.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::Unauthorized { .. } => ErrorKind::Unauthorized,
+            Self::RateLimited { .. } => ErrorKind::RateLimited,
+            Self::Server { .. } => ErrorKind::Transient,
+            Self::Network { source, .. } => {
+                if source.is_builder() {
+                    ErrorKind::InvalidConfig
+                } else {
+                    ErrorKind::Transient
+                }
+            }
+            Self::Tls { .. }
+            | Self::PlainHttpRefused { .. }
+            | Self::InvalidReference { .. }
+            | Self::InvalidConfig(_) => ErrorKind::InvalidConfig,
+            Self::InvalidResponse { .. } => ErrorKind::Other,
+        }
+    }
+
+    /// How long the registry asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Whether retrying the same request may succeed.
+    pub fn is_temporary(&self) -> bool {
+        self.kind().is_temporary()
+    }
+}
+
+impl From<RegistryError> for shipit_core::Error {
+    fn from(e: RegistryError) -> Self {
+        let kind = e.kind();
+        let retry_after = e.retry_after();
+        let message = e.to_string();
+        let error = shipit_core::Error::new(kind, message).with_retry_after(retry_after);
+        match e {
+            RegistryError::Network { source, .. } | RegistryError::Tls { source, .. } => error.with_source(source),
+            _ => error,
+        }
+    }
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() { String::new() } else { format!(" ({detail})") }
+}
+
+fn after_suffix(after: Option<Duration>) -> String {
+    after.map(|d| format!("; retry after {}s", d.as_secs())).unwrap_or_default()
+}
+
+fn unauthorized_message(image: &str, user: Option<&str>, detail: &str, hint: &str) -> String {
+    let detail = detail_suffix(detail);
+    match user {
+        None => format!("{image}: the registry requires credentials and none were sent{detail}; {hint}"),
+        Some(user) => format!("{image}: the registry refused the credentials of user {user:?}{detail}; {hint}"),
+    }
+}
