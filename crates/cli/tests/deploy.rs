@@ -288,3 +288,68 @@ fn railway_deploys_are_not_built_yet() {
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_cleanly_with_leases_released() {
+    let w = World::new().await;
+    let v1 = w.push("v1");
+    assert_eq!(output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1", "--service", "api"])).0, 0);
+    let v2 = w.push("v2");
+    // slow machine reads make the rollout long enough to interrupt
+    w.fly.inject(shipit_testkit::fly::Fault::Delay {
+        path_contains: "/machines/".to_string(),
+        delay: std::time::Duration::from_millis(150),
+    });
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("shipit"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FLY_API_TOKEN", FlyFake::TOKEN)
+        .env("SHIPIT_FLY_API_URL", w.fly.uri())
+        .env("SHIPIT_FLY_POLL_INTERVAL", "10ms")
+        .env("SHIPIT_INSECURE_REGISTRIES", w.registry.host())
+        .arg("-f")
+        .arg(w.manifest())
+        .args(["deploy", "--env", "staging", "--tag", "v2", "--service", "api", "--strategy", "rolling"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // wait until the rollout holds a lease, then send SIGTERM as a cancelled CI job would
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while w.fly.leases_held().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!w.fly.leases_held().is_empty(), "the rollout started");
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("CANCELLED"), "{stdout}");
+    w.fly.clear_faults();
+    assert!(w.fly.leases_held().is_empty(), "every lease released");
+    for d in w.digests_running("forgestack-api-staging") {
+        assert!(d == digest_of(&v1, "api") || d == digest_of(&v2, "api"), "every machine on a known image: {d}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_exits_2_on_changes_and_deploy_warns_about_missing_secrets() {
+    let w = World::new().await;
+    w.push("v1");
+    let (code, stdout, _) = output(w.shipit().args(["plan", "--env", "staging"]));
+    assert_eq!(code, 2, "nothing exists yet: {stdout}");
+    assert!(stdout.contains("will be created"), "{stdout}");
+    let (code, _, stderr) = output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, _) = output(w.shipit().args(["plan", "--env", "staging", "--tag", "v1"]));
+    assert_eq!(code, 0, "what runs is what the manifest says: {stdout}");
+    w.push("v2");
+    let (code, stdout, _) = output(w.shipit().args(["plan", "--env", "staging", "--tag", "v2", "--service", "api"]));
+    assert_eq!(code, 2, "{stdout}");
+    assert!(stdout.contains("image"), "{stdout}");
+    // STRIPE_SECRET_KEY is declared but was never set on Fly
+    let (code, _, stderr) = output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v2", "--service", "api"]));
+    assert_eq!(code, 0);
+    assert!(stderr.contains("not set on fly: STRIPE_SECRET_KEY"), "{stderr}");
+}

@@ -172,6 +172,25 @@ pub async fn leave_on_failure(h: &dyn Harness) -> Result<(), String> {
     expect(h.locks_held() == 0, "every lock was released")
 }
 
+/// `--atomic`: when one service fails, every service of the release goes back.
+pub async fn atomic_rolls_back_every_service(h: &dyn Harness) -> Result<(), String> {
+    let events = Events::none();
+    deploy_to(h, &["api", "worker"], "a1", opts(), &events).await?;
+    h.make_crash(&digest("worker-a2"));
+    let mut o = opts();
+    o.atomic = true;
+    let s = deploy_to(h, &["api", "worker"], "a2", o, &events).await?;
+    expect(s.outcome == Outcome::RolledBack, format!("atomic: {s:?}"))?;
+    let api = s.services.iter().find(|r| r.service == "api").ok_or("api in the summary")?;
+    expect(
+        matches!(api.result, ServiceResult::RolledBackAtomic | ServiceResult::Skipped),
+        format!("api was rolled back with the release (or never started): {api:?}"),
+    )?;
+    expect(running(h, "api").await? == Some(digest("api-a1")), "api runs a1 again")?;
+    expect(running(h, "worker").await? == Some(digest("worker-a1")), "worker runs a1 again")?;
+    expect(h.locks_held() == 0, "every lock was released")
+}
+
 /// `rollback` returns to a named release, and to the previous successful one by default.
 pub async fn rollback_to_named_and_previous(h: &dyn Harness) -> Result<(), String> {
     let events = Events::none();
@@ -229,6 +248,7 @@ pub const CHECKS: &[&str] = &[
     "unhealthy_release_is_rolled_back",
     "crash_fails_fast",
     "leave_on_failure",
+    "atomic_rolls_back_every_service",
     "rollback_to_named_and_previous",
     "secrets_never_in_events",
     "secrets_sync_refuses_missing",
@@ -241,6 +261,7 @@ pub async fn run(name: &str, h: &dyn Harness) -> Result<(), String> {
         "unhealthy_release_is_rolled_back" => unhealthy_release_is_rolled_back(h).await,
         "crash_fails_fast" => crash_fails_fast(h).await,
         "leave_on_failure" => leave_on_failure(h).await,
+        "atomic_rolls_back_every_service" => atomic_rolls_back_every_service(h).await,
         "rollback_to_named_and_previous" => rollback_to_named_and_previous(h).await,
         "secrets_never_in_events" => secrets_never_in_events(h).await,
         "secrets_sync_refuses_missing" => secrets_sync_refuses_missing(h).await,
