@@ -38,8 +38,16 @@ pub enum Command {
     Plan(PlanArgs),
     /// Roll services out to the images a tag points to, health-gated, rolling back on failure.
     Deploy(DeployArgs),
+    /// Deploy to TO exactly the image digests FROM runs (nothing rebuilt), health-gated.
+    Promote(PromoteArgs),
     /// Return services to an earlier successful release.
     Rollback(RollbackArgs),
+    /// Push an OCI image layout (directory or tar, as buildx writes it) to a registry.
+    Push(PushArgs),
+    /// Point new tags at an existing image, moving no blob.
+    Tag(TagArgs),
+    /// Check credentials, reachability, the manifest and the image policy.
+    Doctor(DoctorArgs),
     /// List a service's releases, newest first.
     Releases(ReleasesArgs),
     /// Show what runs in an environment.
@@ -117,6 +125,76 @@ pub struct DeployArgs {
     /// Print the rendered settings and every API call it would make; change nothing, need no token.
     #[arg(long)]
     pub dry_run: bool,
+    /// Deploy images that break their service's `policy` anyway (loudly).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `shipit promote`.
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The environment whose running digests are promoted, e.g. staging.
+    pub from: String,
+    /// The environment that gets them, e.g. production.
+    pub to: String,
+    /// Only these services (repeatable).
+    #[arg(long = "service", value_name = "SERVICE")]
+    pub services: Vec<String>,
+    /// How long each service may take to become healthy.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub wait_timeout: shipit_core::GoDuration,
+    /// What to do when a service fails.
+    #[arg(long, value_enum, default_value = "rollback")]
+    pub on_failure: OnFailureArg,
+    /// Roll back every service of the release when any fails.
+    #[arg(long)]
+    pub atomic: bool,
+    /// Wait this long for another deploy's lock.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub lock_wait: shipit_core::GoDuration,
+    /// Promote images that break their service's `policy` anyway (loudly).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `shipit push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// An OCI image layout: a directory or a tar file (`docker buildx build --output type=oci`).
+    pub layout: std::path::PathBuf,
+    /// The repository to push to, e.g. ghcr.io/acme/forgestack-api.
+    #[arg(long)]
+    pub image: String,
+    /// Tags to point at the pushed image (repeatable), e.g. the commit SHA and latest.
+    #[arg(long = "tag", required = true, value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Sibling repositories to mount shared blobs from (repeatable).
+    #[arg(long = "mount-from", value_name = "REPO")]
+    pub mount_from: Vec<String>,
+    /// Concurrent blob uploads.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+}
+
+/// `shipit tag`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The existing image, `REPO:TAG` or `REPO@DIGEST`.
+    pub source: String,
+    /// New tags (repeatable).
+    #[arg(required = true)]
+    pub tags: Vec<String>,
+}
+
+/// `shipit doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Only this environment (default: all).
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Check the image policy against the images at this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
 }
 
 /// `shipit rollback`.

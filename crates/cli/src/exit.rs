@@ -64,6 +64,12 @@ impl Exit {
             Outcome::TimedOut => Self::TimedOut,
             Outcome::Failed => Self::NotRestored,
             Outcome::Cancelled => Self::Cancelled,
+            Outcome::NothingChanged => match summary.failure_kind() {
+                Some(ErrorKind::Unauthorized) => Self::Auth,
+                Some(ErrorKind::Conflict) => Self::Conflict,
+                Some(ErrorKind::InvalidConfig | ErrorKind::Unsupported | ErrorKind::NotFound) => Self::BadInput,
+                _ => Self::Failed,
+            },
             Outcome::RolledBack => match summary.failure_kind() {
                 Some(ErrorKind::Unauthorized) => Self::Auth,
                 Some(ErrorKind::Conflict) => Self::Conflict,

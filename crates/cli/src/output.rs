@@ -234,6 +234,7 @@ fn verdict_text(s: &Summary) -> &'static str {
         Outcome::TimedOut => "TIMED OUT — the previous release was put back",
         Outcome::Failed => "FAILED — NOT every service could be put back",
         Outcome::Cancelled => "CANCELLED — stopped; see what runs below",
+        Outcome::NothingChanged => "FAILED — nothing was changed",
     }
 }
 
@@ -255,7 +256,11 @@ pub fn human_summary(s: &Summary) -> String {
     let mut out = format!("{} {} to {} on {}: {}\n", s.operation, s.release, s.env, s.platform, verdict_text(s));
     let width = s.services.iter().map(|r| r.service.len()).max().unwrap_or(0);
     for r in &s.services {
-        let runs = r.running_digest.as_deref().map(short).unwrap_or_else(|| "nothing".to_string());
+        let runs = match (&r.running_digest, r.running_digests.as_slice()) {
+            (Some(d), _) => short(d),
+            (None, []) => "nothing".to_string(),
+            (None, many) => format!("mixed: {}", many.iter().map(|d| short(d)).collect::<Vec<_>>().join(", ")),
+        };
         let release = r.running_release.as_ref().map(|x| format!(" (release {x})")).unwrap_or_default();
         out.push_str(&format!("  {:width$}  {:22}  runs {runs}{release}", r.service, result_text(r.result)));
         if let Some(err) = &r.error {

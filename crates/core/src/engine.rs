@@ -23,8 +23,8 @@ use crate::events::{Event, Events};
 use crate::image::ImageRef;
 use crate::model::{EnvValue, ReferenceKind, Service, Strategy};
 use crate::platform::{
-    DeployRequest, Platform, Release, ReleaseInfo, ReleaseStatus, Resolver, SecretsSynced, ServicePlan, ServiceStatus,
-    Target,
+    DeployRequest, ImageRegistry, Platform, Release, ReleaseInfo, ReleaseStatus, Resolver, SecretsSynced, ServicePlan,
+    ServiceStatus, Target,
 };
 
 /// What to do when a service fails its rollout.
@@ -59,6 +59,11 @@ pub struct DeployOptions {
     pub git_sha: Option<String>,
     /// Ctrl-C / SIGTERM.
     pub cancel: CancellationToken,
+    /// Deploy images that break their service's policy anyway (each violation is a warning).
+    pub force: bool,
+    /// After a service is live, point the environment's tag (`staging`, `production`) at its
+    /// digest, so the registry shows what each environment runs.
+    pub move_env_tag: bool,
 }
 
 impl Default for DeployOptions {
@@ -73,6 +78,8 @@ impl Default for DeployOptions {
             lock_wait: Duration::ZERO,
             git_sha: None,
             cancel: CancellationToken::new(),
+            force: false,
+            move_env_tag: true,
         }
     }
 }
@@ -91,6 +98,8 @@ pub enum Outcome {
     Failed,
     /// Stopped by a signal; every instance is on a known image (see the services).
     Cancelled,
+    /// Refused before anything changed (lock held, missing app with `--no-create`…).
+    NothingChanged,
 }
 
 /// What happened to one service.
@@ -129,6 +138,8 @@ pub struct ServiceReport {
     pub running_digest: Option<String>,
     /// The release it runs now.
     pub running_release: Option<String>,
+    /// Every digest its instances run now (more than one mid-rollout).
+    pub running_digests: Vec<String>,
     /// Failure kind, when it failed.
     pub error_kind: Option<ErrorKind>,
     /// Failure message, when it failed.
@@ -269,19 +280,21 @@ fn release_of(status: &ServiceStatus) -> Option<Release> {
 /// Deploys the services of `target` to the digests their images' `tag` points to.
 pub async fn deploy(
     platform: &dyn Platform,
-    resolver: &dyn Resolver,
+    registry: &dyn ImageRegistry,
     target: Target<'_>,
     tag: &str,
     opts: &DeployOptions,
     events: &Events,
 ) -> Result<Summary, Error> {
     let services = select(target, &opts.services)?;
-    run_release(platform, target, "deploy", &services, Images::Tag(tag, resolver), opts, events).await
+    run_release(platform, Some(registry), target, "deploy", &services, Images::Tag(tag), opts, events).await
 }
 
 /// Deploys exactly `images` (service name to digest-pinned image): the path promote takes.
+/// Without a registry, no policy is checked and no environment tag is moved.
 pub async fn deploy_digests(
     platform: &dyn Platform,
+    registry: Option<&dyn ImageRegistry>,
     target: Target<'_>,
     operation: &str,
     images: &BTreeMap<String, ImageRef>,
@@ -290,13 +303,62 @@ pub async fn deploy_digests(
 ) -> Result<Summary, Error> {
     let names: Vec<String> = images.keys().cloned().collect();
     let services = select(target, &names)?;
-    run_release(platform, target, operation, &services, Images::Pinned(images), opts, events).await
+    run_release(platform, registry, target, operation, &services, Images::Pinned(images), opts, events).await
+}
+
+/// Deploys to environment `to` exactly the digests environment `from` runs now (read from the
+/// platform's status, not from a tag that may have moved), through the same health-gated path,
+/// then moves `to`'s tag. Nothing is rebuilt or re-pushed.
+#[allow(clippy::too_many_arguments)]
+pub async fn promote(
+    from_platform: &dyn Platform,
+    from: Target<'_>,
+    to_platform: &dyn Platform,
+    to: Target<'_>,
+    registry: Option<&dyn ImageRegistry>,
+    opts: &DeployOptions,
+    events: &Events,
+) -> Result<Summary, Error> {
+    if from.env.name == to.env.name {
+        return Err(Error::new(ErrorKind::InvalidConfig, format!("cannot promote {} to itself", from.env.name)));
+    }
+    let services = select(to, &opts.services)?;
+    let mut images = BTreeMap::new();
+    for s in &services {
+        let Some(source) = from.env.services.get(&s.name) else {
+            return Err(Error::new(ErrorKind::InvalidConfig, format!("{} has no service {}", from.env.name, s.name)));
+        };
+        let st = from_platform.status(from, source).await?;
+        if !st.exists {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("{} is not deployed in {}: nothing to promote (deploy it there first)", s.name, from.env.name),
+            ));
+        }
+        let Some(digest) = st.digest.clone() else {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{} runs several digests in {} (a rollout in progress?): promote when it has settled",
+                    s.name, from.env.name
+                ),
+            ));
+        };
+        if !st.healthy() {
+            events.warn(
+                Some(&s.name),
+                format!("not every instance in {} is healthy; promoting the digest it runs", from.env.name),
+            );
+        }
+        images.insert(s.name.clone(), source.image.with_digest(&digest));
+    }
+    run_release(to_platform, registry, to, "promote", &services, Images::Pinned(&images), opts, events).await
 }
 
 /// Where a release's digests come from.
 enum Images<'a> {
     /// Every service's image at this tag, resolved in the registry.
-    Tag(&'a str, &'a dyn Resolver),
+    Tag(&'a str),
     /// Already pinned by digest.
     Pinned(&'a BTreeMap<String, ImageRef>),
 }
@@ -322,8 +384,10 @@ async fn resolve_all(
     resolved.into_iter().collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_release(
     platform: &dyn Platform,
+    registry: Option<&dyn ImageRegistry>,
     target: Target<'_>,
     operation: &str,
     services: &[&Service],
@@ -346,11 +410,17 @@ async fn run_release(
     let resolved;
     let images = match images {
         Images::Pinned(images) => images,
-        Images::Tag(tag, resolver) => {
-            resolved = resolve_all(resolver, services, tag, events).await?;
+        Images::Tag(tag) => {
+            let Some(registry) = registry else {
+                return Err(Error::new(ErrorKind::InvalidConfig, "a tag needs a registry to resolve it"));
+            };
+            resolved = resolve_all(registry, services, tag, events).await?;
             &resolved
         }
     };
+    if let Some(registry) = registry {
+        enforce_policy(registry, services, images, opts.force, events).await?;
+    }
 
     // What runs before: the rollback target of each service.
     let before = statuses(platform, target, services).await?;
@@ -424,6 +494,10 @@ async fn run_release(
         }
     }
 
+    if let Some(registry) = registry.filter(|_| opts.move_env_tag) {
+        move_env_tags(registry, services, images, &results, &target.env.name, events).await;
+    }
+
     let any_failed = results.values().any(|(r, _)| *r == ServiceResult::Failed);
     let cancelled = opts.cancel.is_cancelled();
     if any_failed && opts.on_failure == OnFailure::Rollback && !cancelled {
@@ -465,6 +539,7 @@ async fn run_release(
             target_digest: images.get(&s.name).and_then(|i| i.digest.clone()),
             running_digest: now.and_then(|n| n.digest.clone()),
             running_release: now.and_then(|n| n.release.clone()),
+            running_digests: distinct_digests(now),
             error_kind: err.as_ref().map(|e| e.kind),
             error: err.map(|e| e.message),
         });
@@ -480,6 +555,81 @@ async fn run_release(
     })
 }
 
+/// Refuses images that break their service's policy, before anything changes (warnings with `force`).
+async fn enforce_policy(
+    registry: &dyn ImageRegistry,
+    services: &[&Service],
+    images: &BTreeMap<String, ImageRef>,
+    force: bool,
+    events: &Events,
+) -> Result<(), Error> {
+    let mut violations = Vec::new();
+    for s in services.iter().filter(|s| !s.policy.is_empty()) {
+        let Some(image) = images.get(&s.name) else { continue };
+        let facts =
+            registry.inspect(image).await.map_err(|e| e.context(format!("inspecting {image} for its policy")))?;
+        violations.extend(crate::policy::check(s, &facts));
+    }
+    if violations.is_empty() {
+        return Ok(());
+    }
+    if force {
+        for v in &violations {
+            events.warn(Some(&v.service), format!("POLICY OVERRIDDEN with --force: {}", v.message));
+        }
+        return Ok(());
+    }
+    let list: Vec<String> = violations.iter().map(|v| format!("{}: {}", v.service, v.message)).collect();
+    Err(Error::new(
+        ErrorKind::InvalidConfig,
+        format!(
+            "image policy refused the release, nothing was changed:\n  {}\n(--force deploys it anyway)",
+            list.join("\n  ")
+        ),
+    ))
+}
+
+/// Points the environment's tag at the digest each live service runs; a failure is a warning.
+async fn move_env_tags(
+    registry: &dyn ImageRegistry,
+    services: &[&Service],
+    images: &BTreeMap<String, ImageRef>,
+    results: &BTreeMap<String, (ServiceResult, Option<Error>)>,
+    env: &str,
+    events: &Events,
+) {
+    for s in services {
+        let live = matches!(results.get(&s.name), Some((ServiceResult::Deployed | ServiceResult::Unchanged, _)));
+        let Some(image) = images.get(&s.name).filter(|_| live) else { continue };
+        match registry.tag(image, env).await {
+            Ok(()) => events.step(&s.name, format!("tagged {}:{env}", image.name())),
+            Err(e) => events.warn(Some(&s.name), format!("could not move the {env} tag to the deployed digest: {e}")),
+        }
+    }
+}
+
+fn distinct_digests(status: Option<&ServiceStatus>) -> Vec<String> {
+    let mut d: Vec<String> =
+        status.map(|s| s.instances.iter().filter_map(|i| i.digest.clone()).collect()).unwrap_or_default();
+    d.sort();
+    d.dedup();
+    d
+}
+
+/// Whether a service still runs exactly what it ran before (or still does not exist).
+fn unchanged(before: &ServiceStatus, now: &ServiceStatus) -> bool {
+    if !before.exists || !now.exists {
+        return !before.exists && !now.exists;
+    }
+    let digests = |s: &ServiceStatus| {
+        let mut d: Vec<(String, Option<String>)> =
+            s.instances.iter().map(|i| (i.id.clone(), i.digest.clone())).collect();
+        d.sort();
+        d
+    };
+    digests(before) == digests(now)
+}
+
 fn verdict(reports: &[ServiceReport], cancelled: bool) -> Outcome {
     use ServiceResult::*;
     if cancelled {
@@ -487,6 +637,9 @@ fn verdict(reports: &[ServiceReport], cancelled: bool) -> Outcome {
     }
     if reports.iter().all(|r| matches!(r.result, Deployed | Unchanged)) {
         return Outcome::Succeeded;
+    }
+    if reports.iter().all(|r| matches!(r.result, Unchanged | FailedUnchanged | Skipped)) {
+        return Outcome::NothingChanged;
     }
     if reports.iter().any(|r| matches!(r.result, Failed | Cancelled)) {
         return Outcome::Failed;
@@ -561,7 +714,14 @@ async fn restore(
     events: &Events,
 ) -> Restore {
     let name = &service.name;
-    let Some(previous) = before.and_then(release_of) else {
+    let now = platform.status(target, service).await.ok();
+    // Nothing changed (lock held, refused early, --no-create): what ran before still runs.
+    if let (Some(before), Some(now)) = (before, &now)
+        && unchanged(before, now)
+    {
+        return Restore::Untouched;
+    }
+    let Some(mut previous) = before.and_then(release_of) else {
         events.emit(Event::RollbackFailed {
             service: name.clone(),
             reason: "nothing to roll back to: it had no earlier release".to_string(),
@@ -569,14 +729,11 @@ async fn restore(
         return Restore::NotRestored;
     };
     let digest = previous.digest.clone().unwrap_or_default();
-    // Nothing changed (lock held, refused early): the previous release still runs.
-    if let Ok(now) = platform.status(target, service).await
-        && now.exists
-        && !now.instances.is_empty()
-        && now.instances.iter().all(|i| i.digest.as_deref() == Some(digest.as_str()))
-        && before.is_some_and(|b| b.instances.len() == now.instances.len())
+    // Keep the release's git sha on the restored instances.
+    if let Ok(releases) = platform.releases(target, service).await
+        && let Some(r) = releases.iter().find(|r| r.id == previous.id && r.digest == previous.digest)
     {
-        return Restore::Untouched;
+        previous.git_sha = r.git_sha.clone();
     }
     events.emit(Event::RollbackStarted {
         service: name.clone(),
@@ -664,9 +821,11 @@ pub fn pick_release(releases: &[Release], to: &RollbackTo) -> Result<Release, Er
     }
 }
 
-/// Returns services to an earlier release through the health-gated path.
+/// Returns services to an earlier release through the health-gated path, then (with a
+/// registry) points the environment's tag at what runs again.
 pub async fn rollback(
     platform: &dyn Platform,
+    registry: Option<&dyn ImageRegistry>,
     target: Target<'_>,
     to: &RollbackTo,
     opts: &DeployOptions,
@@ -689,6 +848,7 @@ pub async fn rollback(
         services: services.iter().map(|s| s.name.clone()).collect(),
     });
     let strategy = opts.strategy.unwrap_or(target.env.strategy);
+    let before = statuses(platform, target, &services).await?;
     let outcomes = join_all(picks.iter().map(|(s, to)| async move {
         let digest = to.digest.clone().unwrap_or_default();
         events.emit(Event::RollbackStarted {
@@ -712,6 +872,16 @@ pub async fn rollback(
         platform.rollback(&req, to).await
     }))
     .await;
+    let mut results = BTreeMap::new();
+    let mut images = BTreeMap::new();
+    for ((s, to), outcome) in picks.iter().zip(&outcomes) {
+        let r = if outcome.is_ok() { ServiceResult::Deployed } else { ServiceResult::Failed };
+        results.insert(s.name.clone(), (r, None));
+        images.insert(s.name.clone(), s.image.with_digest(to.digest.as_deref().unwrap_or_default()));
+    }
+    if let Some(registry) = registry.filter(|_| opts.move_env_tag) {
+        move_env_tags(registry, &services, &images, &results, &target.env.name, events).await;
+    }
     let mut reports = Vec::new();
     let after = statuses(platform, target, &services).await.unwrap_or_default();
     for ((s, to), outcome) in picks.iter().zip(outcomes) {
@@ -723,7 +893,15 @@ pub async fn rollback(
             }
             Err(e) => {
                 events.emit(Event::RollbackFailed { service: s.name.clone(), reason: e.message.clone() });
-                (if e.kind == ErrorKind::Cancelled { ServiceResult::Cancelled } else { ServiceResult::Failed }, Some(e))
+                let untouched = matches!((before.get(&s.name), now), (Some(b), Some(n)) if unchanged(b, n));
+                let result = if e.kind == ErrorKind::Cancelled {
+                    ServiceResult::Cancelled
+                } else if untouched {
+                    ServiceResult::FailedUnchanged
+                } else {
+                    ServiceResult::Failed
+                };
+                (result, Some(e))
             }
         };
         reports.push(ServiceReport {
@@ -732,6 +910,7 @@ pub async fn rollback(
             target_digest: to.digest.clone(),
             running_digest: now.and_then(|n| n.digest.clone()),
             running_release: now.and_then(|n| n.release.clone()),
+            running_digests: distinct_digests(now),
             error_kind: err.as_ref().map(|e| e.kind),
             error: err.map(|e| e.message),
         });

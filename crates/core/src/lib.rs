@@ -27,6 +27,7 @@ pub mod image;
 pub mod manifest;
 pub mod model;
 pub mod platform;
+pub mod policy;
 pub mod retry;
 pub mod shell;
 

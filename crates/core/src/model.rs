@@ -106,6 +106,27 @@ pub struct Service {
     pub vm: Option<Vm>,
     /// Restart policy; `None` leaves the platform's default.
     pub restart: Option<RestartPolicy>,
+    /// What the image must satisfy before it is deployed.
+    pub policy: ImagePolicy,
+}
+
+/// Rules an image must satisfy before `deploy` rolls it out (`policy = { … }`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ImagePolicy {
+    /// Largest compressed size (sum of layers) of any platform's image, in MB (10^6 bytes).
+    pub max_image_mb: Option<u64>,
+    /// The image must not run as root (`User` set, not `root` or `0`).
+    pub non_root: bool,
+    /// The image must declare a HEALTHCHECK.
+    pub require_healthcheck: bool,
+}
+
+impl ImagePolicy {
+    /// Whether any rule is set.
+    pub fn is_empty(&self) -> bool {
+        self.max_image_mb.is_none() && !self.non_root && !self.require_healthcheck
+    }
 }
 
 impl Service {

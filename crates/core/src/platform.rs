@@ -326,6 +326,17 @@ pub trait Resolver: Send + Sync {
     async fn resolve(&self, image: &ImageRef) -> Result<String, Error>;
 }
 
+/// What the engine needs from the registry beyond tags: image facts for the policy, and moving
+/// an environment's tag to the digest it now runs (implemented by shipit-registry).
+#[async_trait::async_trait]
+pub trait ImageRegistry: Resolver {
+    /// Sizes and config of every platform of `image` (pinned by digest).
+    async fn inspect(&self, image: &ImageRef) -> Result<crate::policy::ImageFacts, Error>;
+
+    /// Points `tag` at `image`'s digest in the same repository, moving no blob.
+    async fn tag(&self, image: &ImageRef, tag: &str) -> Result<(), Error>;
+}
+
 /// Names of variables that come from a database (on Fly they are secrets).
 pub fn database_reference_names(service: &Service) -> impl Iterator<Item = &str> {
     service

@@ -693,13 +693,13 @@ impl Platform for FlyPlatform {
             format!("GET {base}/apps/{app}/machines    (machines of process group \"{PROCESS_GROUP}\")"),
         ];
         out.push(
-            "for each machine whose image or settings differ, in batches (rolling: a third at a time; immediate: all):"
-                .to_string(),
+            "for each machine whose image or settings differ, first (nothing is updated if one is held):".to_string(),
         );
         out.push(format!(
-            "  POST {base}/apps/{app}/machines/{{id}}/lease?ttl={ttl} {}",
-            serde_json::json!({ "ttl": ttl, "description": "shipit deploy <release id>" })
+            "  POST {base}/apps/{app}/machines/{{id}}/lease?ttl={ttl} {}    (refreshed at half the ttl)",
+            serde_json::json!({ "ttl": ttl, "description": "shipit deploy <release id> <unique suffix>" })
         ));
+        out.push("then in batches (rolling: a third at a time; immediate: all at once), for each machine:".to_string());
         out.push(format!(
             "  POST {base}/apps/{app}/machines/{{id}} {}    (header {NONCE_HEADER})",
             serde_json::json!({ "config": config })
@@ -708,11 +708,11 @@ impl Platform for FlyPlatform {
             "  GET {base}/apps/{app}/machines/{{id}}/wait?state=started&timeout=60    (again until --wait-timeout)"
         ));
         out.push(format!(
-            "  GET {base}/apps/{app}/machines/{{id}}    (every {}ms until every health check passes)",
+            "  GET {base}/apps/{app}/machines/{{id}}    (every {}ms until every health check passes twice in a row; an exit fails at once)",
             self.poll_interval.as_millis()
         ));
         out.push(format!(
-            "  DELETE {base}/apps/{app}/machines/{{id}}/lease    (header {NONCE_HEADER}; also on failure)"
+            "finally, for each leased machine: DELETE {base}/apps/{app}/machines/{{id}}/lease    (header {NONCE_HEADER}; also on failure and Ctrl-C)"
         ));
         out.push(format!("for each region with fewer than {per} machine(s), each missing machine, then the same wait and health checks:"));
         for region in &regions {

@@ -174,9 +174,7 @@ fn header(environment: &Environment, service: &Service) -> String {
     if secrets.is_empty() {
         out.push_str("#\n# Secrets: none.\n");
     } else {
-        out.push_str(
-            "#\n# Secrets (Fly app secrets set by `shipit secrets sync` and on deploy; values never appear here):\n",
-        );
+        out.push_str("#\n# Secrets (Fly app secrets, set with `shipit secrets sync`; values never appear here):\n");
         for s in secrets {
             let _ = writeln!(out, "#   {s}");
         }

@@ -6,13 +6,13 @@
 //! `Authorization: Bearer <token>`. A `Basic` challenge means the registry wants the
 //! credentials on every request.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 /// One challenge of a `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +117,15 @@ impl Auth {
         Self::Bearer { token, expires }
     }
 
+    /// Whether both are the same token (or both Basic).
+    pub(crate) fn same(&self, other: &Auth) -> bool {
+        match (self, other) {
+            (Self::Bearer { token: a, .. }, Self::Bearer { token: b, .. }) => a.expose_secret() == b.expose_secret(),
+            (Self::Basic, Self::Basic) => true,
+            _ => false,
+        }
+    }
+
     fn is_fresh(&self) -> bool {
         match self {
             Self::Bearer { expires: Some(at), .. } => Instant::now() < *at,
@@ -125,10 +134,12 @@ impl Auth {
     }
 }
 
-/// Tokens per (registry host, scope). `Debug` shows how many, never what.
+/// Tokens per (registry host, scope), and the scopes whose authentication is settled (a
+/// request got through, with or without a token). `Debug` shows how many, never what.
 #[derive(Default)]
 pub(crate) struct TokenCache {
     entries: Mutex<HashMap<(String, String), Auth>>,
+    known: Mutex<HashSet<(String, String)>>,
 }
 
 impl fmt::Debug for TokenCache {
@@ -147,6 +158,17 @@ impl TokenCache {
     pub(crate) fn insert(&self, host: &str, scope: &str, auth: Auth) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries.insert((host.to_string(), scope.to_string()), auth);
+    }
+
+    /// Whether a request of this scope has got through (so its authentication is settled).
+    pub(crate) fn is_known(&self, host: &str, scope: &str) -> bool {
+        let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        known.contains(&(host.to_string(), scope.to_string()))
+    }
+
+    pub(crate) fn mark_known(&self, host: &str, scope: &str) {
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        known.insert((host.to_string(), scope.to_string()));
     }
 
     pub(crate) fn remove(&self, host: &str, scope: &str) {

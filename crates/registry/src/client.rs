@@ -1,13 +1,14 @@
-//! [`RegistryClient`]: HTTP to an OCI registry — scheme choice, authentication, retries, and
-//! one [`parse_error`](RegistryClient::parse_error) for every failed response.
+//! [`RegistryClient`]: HTTP to an OCI registry — scheme choice, authentication, retries, request
+//! counting, and one [`parse_error`](RegistryClient::parse_error) for every failed response.
 
 use std::error::Error as _;
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{Method, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -28,8 +29,8 @@ pub(crate) const MANIFEST_LIMIT: usize = 4 * 1024 * 1024;
 
 /// A client of OCI registries (GHCR, Docker Hub, a local `registry:2`…).
 ///
-/// Cheap to clone: clones share the connection pool and the token cache. `Debug` shows the
-/// configuration without the token.
+/// Cheap to clone: clones share the connection pool, the token cache and the request counter.
+/// `Debug` shows the configuration without the token.
 #[derive(Clone)]
 pub struct RegistryClient {
     inner: Arc<Inner>,
@@ -39,6 +40,10 @@ struct Inner {
     http: reqwest::Client,
     config: RegistryConfig,
     tokens: TokenCache,
+    /// Held while a scope's first request is answered or a refused token is renewed.
+    auth_lock: tokio::sync::Mutex<()>,
+    /// HTTP requests sent, token requests and retries included.
+    requests: AtomicU64,
 }
 
 impl fmt::Debug for RegistryClient {
@@ -46,11 +51,13 @@ impl fmt::Debug for RegistryClient {
         f.debug_struct("RegistryClient")
             .field("config", &self.inner.config)
             .field("tokens", &self.inner.tokens)
+            .field("requests_made", &self.requests_made())
             .finish_non_exhaustive()
     }
 }
 
-/// What a request is about: for URLs, scopes, the token cache and messages.
+/// What an operation is about: for URLs, scopes, the token cache, messages and counting.
+/// Clones share the request counter, so concurrent requests of one push add up.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     /// `host[:port]`.
@@ -59,16 +66,74 @@ pub(crate) struct Target {
     pub(crate) repository: String,
     /// The image as the user knows it, for messages.
     pub(crate) image: String,
+    /// Token scopes asked for, each sent as its own `scope` parameter
+    /// (`repository:acme/api:pull,push`, then `repository:acme/base:pull` for a mount source).
+    pub(crate) scopes: Vec<String>,
+    /// Whether the operation writes (a refusal then asks for `packages: write`).
+    pub(crate) push: bool,
+    /// Requests sent for this operation.
+    pub(crate) requests: Arc<AtomicU64>,
 }
 
 impl Target {
+    /// A read of `image`: scope `repository:<repo>:pull`.
     pub(crate) fn new(image: &ImageRef) -> Self {
-        Self { registry: image.registry.clone(), repository: image.repository.clone(), image: image.to_string() }
+        Self {
+            registry: image.registry.clone(),
+            repository: image.repository.clone(),
+            image: image.to_string(),
+            scopes: vec![format!("repository:{}:pull", image.repository)],
+            push: false,
+            requests: Arc::new(AtomicU64::new(0)),
+        }
     }
 
-    /// The token scope for `actions` (`pull`, `pull,push`).
-    pub(crate) fn scope(&self, actions: &str) -> String {
-        format!("repository:{}:{actions}", self.repository)
+    /// A write to `image`'s repository: `pull,push` on it and `pull` on each mount source.
+    pub(crate) fn push(image: &ImageRef, mount_from: &[String]) -> Self {
+        let mut scopes = vec![format!("repository:{}:pull,push", image.repository)];
+        scopes.extend(mount_from.iter().filter(|r| **r != image.repository).map(|r| format!("repository:{r}:pull")));
+        Self { scopes, push: true, ..Self::new(image) }
+    }
+
+    /// The token cache key: every scope, in order.
+    fn scope_key(&self) -> String {
+        self.scopes.join(" ")
+    }
+
+    /// Requests sent for this operation so far.
+    pub(crate) fn requests_made(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+/// `image` without tag or digest: its repository.
+pub(crate) fn bare(image: &ImageRef) -> ImageRef {
+    let mut repository = image.clone();
+    repository.tag = None;
+    repository.digest = None;
+    repository
+}
+
+/// Builds a request body; called again for every attempt (a retry, a repeat after a 401), so a
+/// streamed body is re-opened from its start.
+pub(crate) type BodyFn<'a> = dyn Fn() -> Result<reqwest::Body, RegistryError> + Send + Sync + 'a;
+
+/// One request to send with [`RegistryClient::call`].
+pub(crate) struct Call<'a> {
+    pub(crate) method: Method,
+    pub(crate) url: &'a Url,
+    pub(crate) accept: Option<&'a str>,
+    /// Extra headers (`Content-Type`, `Content-Range`, `Content-Length`).
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Option<&'a BodyFn<'a>>,
+    /// Whether 5xx, 429 and network errors are retried (only for requests safe to repeat).
+    pub(crate) retry: bool,
+}
+
+impl<'a> Call<'a> {
+    /// A request without body, retried.
+    pub(crate) fn new(method: Method, url: &'a Url) -> Self {
+        Self { method, url, accept: None, headers: HeaderMap::new(), body: None, retry: true }
     }
 }
 
@@ -153,7 +218,21 @@ impl RegistryClient {
             .redirect(redirects)
             .build()
             .map_err(|e| RegistryError::InvalidConfig(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Self { inner: Arc::new(Inner { http, config, tokens: TokenCache::default() }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                config,
+                tokens: TokenCache::default(),
+                auth_lock: tokio::sync::Mutex::new(()),
+                requests: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// How many HTTP requests this client (and its clones) has sent: registry requests, token
+    /// requests and every retry. Read it before and after an operation to count its requests.
+    pub fn requests_made(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
     }
 
     /// `https://host/path`, or `http://` for a host listed as insecure.
@@ -165,48 +244,103 @@ impl RegistryClient {
         })
     }
 
-    /// Sends an idempotent request to the registry, authenticating as the registry asks.
-    ///
-    /// A cached token is used when there is one. On a 401 the client answers the challenge
-    /// (fetching a token, or switching to Basic) and repeats the request once: this also
-    /// renews a token the registry no longer accepts (GHCR says nothing about expiry).
-    /// 5xx, 429 and network errors are retried with the policy. Any other status is returned
-    /// for the caller to judge (a second 401 included).
+    /// Sends an idempotent request without body to the registry (see [`call`](Self::call)).
     pub(crate) async fn send_authorized(
         &self,
         target: &Target,
         method: Method,
         url: &Url,
         accept: Option<&str>,
-        actions: &str,
     ) -> Result<Response, RegistryError> {
-        let scope = target.scope(actions);
-        let mut auth = self.inner.tokens.get(&target.registry, &scope);
+        self.call(target, Call { accept, ..Call::new(method, url) }).await
+    }
+
+    /// Sends a request to the registry, authenticating as the registry asks.
+    ///
+    /// A cached token for the target's scopes is used when there is one. On a 401 the client
+    /// answers the challenge (fetching a token for all the scopes, or switching to Basic) and
+    /// repeats the request once, body included: this also renews a token the registry no
+    /// longer accepts (GHCR says nothing about expiry). With `call.retry`, 5xx, 429 and network
+    /// errors are retried with the policy. Any other status is returned for the caller to judge
+    /// (a second 401 included). Credentials go only to the target's registry host: an upload
+    /// `Location` elsewhere gets none.
+    pub(crate) async fn call(&self, target: &Target, call: Call<'_>) -> Result<Response, RegistryError> {
+        let (registry, scope) = (&target.registry, target.scope_key());
+        let tokens = &self.inner.tokens;
+        let own_host = host_port(call.url).eq_ignore_ascii_case(registry);
+        let mut auth = if own_host { tokens.get(registry, &scope) } else { None };
+        // The first request of a scope goes alone: concurrent blob requests then wait for its
+        // token instead of each drawing a 401 and fetching a token of its own.
+        let mut first = None;
+        if own_host && auth.is_none() && !tokens.is_known(registry, &scope) {
+            let guard = self.inner.auth_lock.lock().await;
+            auth = tokens.get(registry, &scope);
+            if !tokens.is_known(registry, &scope) {
+                first = Some(guard);
+            }
+        }
         let mut answered = false;
         loop {
-            let response = self
-                .with_retry(|| {
-                    let mut request = self.inner.http.request(method.clone(), url.clone());
-                    if let Some(accept) = accept {
-                        request = request.header(ACCEPT, accept);
-                    }
-                    request = self.authorize(request, &target.registry, auth.as_ref());
-                    self.send(target, request, auth.as_ref())
-                })
-                .await?;
-            if response.status() != StatusCode::UNAUTHORIZED || answered {
+            let attempt = || async {
+                let mut request = self.inner.http.request(call.method.clone(), call.url.clone());
+                if let Some(accept) = call.accept {
+                    request = request.header(ACCEPT, accept);
+                }
+                request = request.headers(call.headers.clone());
+                if let Some(body) = call.body {
+                    request = request.body(body()?);
+                }
+                request = self.authorize(request, &target.registry, auth.as_ref());
+                self.send(target, request, auth.as_ref()).await
+            };
+            let response = if call.retry { self.with_retry(attempt).await? } else { attempt().await? };
+            if response.status() != StatusCode::UNAUTHORIZED || answered || !own_host {
+                if response.status() != StatusCode::UNAUTHORIZED && own_host {
+                    tokens.mark_known(registry, &scope);
+                }
                 return Ok(response);
             }
             answered = true;
+            let _renewing = match first.take() {
+                Some(guard) => guard,
+                None => self.inner.auth_lock.lock().await,
+            };
+            // Renewed by a concurrent request while this one waited: use that token.
+            if let Some(current) = tokens.get(registry, &scope)
+                && auth.as_ref().is_none_or(|used| !used.same(&current))
+            {
+                auth = Some(current);
+                continue;
+            }
             if auth.take().is_some() {
-                self.inner.tokens.remove(&target.registry, &scope);
+                tokens.remove(registry, &scope);
             }
             let Some(challenge) = challenge(response.headers()) else {
                 return Ok(response);
             };
-            let fresh = self.answer(target, &challenge, &scope, response).await?;
-            self.inner.tokens.insert(&target.registry, &scope, fresh.clone());
+            let fresh = self.answer(target, &challenge, response).await?;
+            tokens.insert(registry, &scope, fresh.clone());
+            tokens.mark_known(registry, &scope);
             auth = Some(fresh);
+        }
+    }
+
+    /// The `Location` of a response, resolved against the request's URL; plain HTTP only for
+    /// insecure hosts.
+    pub(crate) fn location(&self, target: &Target, base: &Url, headers: &HeaderMap) -> Result<Url, RegistryError> {
+        let invalid = |detail: String| RegistryError::InvalidResponse { registry: target.registry.clone(), detail };
+        let raw = headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| invalid("an upload response without a Location header".into()))?;
+        let url = base.join(raw).map_err(|e| invalid(format!("the Location {raw:?} is not a URL: {e}")))?;
+        match url.scheme() {
+            "https" => Ok(url),
+            "http" if self.inner.config.is_insecure(&host_port(&url)) => Ok(url),
+            "http" => Err(RegistryError::PlainHttpRefused { host: host_port(&url), url: url.to_string() }),
+            other => Err(invalid(format!("the Location {raw:?} has an unsupported scheme {other:?}"))),
         }
     }
 
@@ -247,11 +381,10 @@ impl RegistryClient {
         &self,
         target: &Target,
         challenge: &Challenge,
-        scope: &str,
         unauthorized: Response,
     ) -> Result<Auth, RegistryError> {
         match challenge.scheme.as_str() {
-            "bearer" => self.fetch_token(target, challenge, scope).await,
+            "bearer" => self.fetch_token(target, challenge).await,
             "basic" if self.credentials_for(&target.registry).is_some() => Ok(Auth::Basic),
             "basic" => Err(self.error_from(target, unauthorized, None).await),
             other => Err(RegistryError::InvalidResponse {
@@ -261,9 +394,10 @@ impl RegistryClient {
         }
     }
 
-    /// `GET realm?service=…&scope=…`, with Basic credentials when there are any for this
-    /// registry, anonymously otherwise.
-    async fn fetch_token(&self, target: &Target, challenge: &Challenge, scope: &str) -> Result<Auth, RegistryError> {
+    /// `GET realm?service=…&scope=…&scope=…` (one `scope` per target scope, as the distribution
+    /// token spec has it), with Basic credentials when there are any for this registry,
+    /// anonymously otherwise.
+    async fn fetch_token(&self, target: &Target, challenge: &Challenge) -> Result<Auth, RegistryError> {
         let invalid = |detail: String| RegistryError::InvalidResponse { registry: target.registry.clone(), detail };
         let realm = challenge.param("realm").ok_or_else(|| invalid("a Bearer challenge without a realm".into()))?;
         let mut url = Url::parse(realm).map_err(|e| invalid(format!("the token realm {realm:?} is not a URL: {e}")))?;
@@ -278,7 +412,9 @@ impl RegistryClient {
             if let Some(service) = challenge.param("service") {
                 query.append_pair("service", service);
             }
-            query.append_pair("scope", scope);
+            for scope in &target.scopes {
+                query.append_pair("scope", scope);
+            }
         }
         let credentials = self.credentials_for(&target.registry);
         let response = self
@@ -318,6 +454,8 @@ impl RegistryClient {
     ) -> Result<Response, RegistryError> {
         let request = request.build().map_err(|e| self.network_error("", &target.registry, e))?;
         let url = request.url().to_string();
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        target.requests.fetch_add(1, Ordering::Relaxed);
         let response =
             self.inner.http.execute(request).await.map_err(|e| self.network_error(&url, &target.registry, e))?;
         let status = response.status();
@@ -419,6 +557,16 @@ impl RegistryClient {
         let config = &self.inner.config;
         let sent = self.credentials_for(&target.registry).map(|c| c.user.clone());
         let hint = match (&sent, &config.credentials) {
+            (Some(_), _) if target.push => {
+                "check GITHUB_TOKEN or GHCR_TOKEN: pushing needs a token that can write the \
+                 package (`packages: write` in the workflow's permissions, or `write:packages` for a personal token), \
+                 and GITHUB_ACTOR (the user the token belongs to)"
+                    .to_string()
+            }
+            (None, None) if target.push => "set GITHUB_TOKEN or GHCR_TOKEN to a token that can write the package \
+                 (`packages: write` in the workflow's permissions, or `write:packages` for a personal token), and \
+                 GITHUB_ACTOR to the user it belongs to"
+                .to_string(),
             (Some(_), _) => "check GITHUB_TOKEN or GHCR_TOKEN (the token must be valid and able to read the package: \
                  `read:packages`) and GITHUB_ACTOR (the user the token belongs to)"
                 .to_string(),

@@ -123,6 +123,50 @@ pub enum RegistryError {
     /// The client's configuration is invalid (an insecure host that is not `host[:port]`…).
     #[error("registry configuration: {0}")]
     InvalidConfig(String),
+
+    /// A tag to push or move is not a valid tag. Checked before any request.
+    #[error(
+        "{tag:?} is not a valid tag: letters, digits, '_', '.' and '-', at most 128, starting with a letter, \
+         a digit or '_'"
+    )]
+    InvalidTag {
+        /// The tag as given.
+        tag: String,
+    },
+
+    /// The OCI image layout to push cannot be pushed as it is: not a layout (no `oci-layout` or
+    /// `index.json`), a missing blob, a blob whose size is not its descriptor's, a platform that
+    /// is neither real nor an attestation, several images to choose from… Found before anything
+    /// is tagged.
+    #[error("{path}: {detail}")]
+    InvalidLayout {
+        /// The layout (directory or tar file).
+        path: String,
+        /// What is wrong and, when it helps, what to do.
+        detail: String,
+    },
+
+    /// A blob of the layout does not hash to the digest it is named by (or is shorter or longer
+    /// than its descriptor says): the layout is corrupt. Nothing was tagged.
+    #[error("{path}: blob {digest} is corrupt: {detail}; nothing was tagged")]
+    CorruptBlob {
+        /// The layout.
+        path: String,
+        /// The digest the blob should have.
+        digest: String,
+        /// What was found instead.
+        detail: String,
+    },
+
+    /// Reading the layout failed.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl RegistryError {
@@ -143,8 +187,11 @@ impl RegistryError {
             Self::Tls { .. }
             | Self::PlainHttpRefused { .. }
             | Self::InvalidReference { .. }
-            | Self::InvalidConfig(_) => ErrorKind::InvalidConfig,
-            Self::InvalidResponse { .. } => ErrorKind::Other,
+            | Self::InvalidConfig(_)
+            | Self::InvalidTag { .. }
+            | Self::InvalidLayout { .. }
+            | Self::CorruptBlob { .. } => ErrorKind::InvalidConfig,
+            Self::InvalidResponse { .. } | Self::Io { .. } => ErrorKind::Other,
         }
     }
 
@@ -170,6 +217,7 @@ impl From<RegistryError> for shipit_core::Error {
         let error = shipit_core::Error::new(kind, message).with_retry_after(retry_after);
         match e {
             RegistryError::Network { source, .. } | RegistryError::Tls { source, .. } => error.with_source(source),
+            RegistryError::Io { source, .. } => error.with_source(source),
             _ => error,
         }
     }

@@ -44,7 +44,7 @@ impl RegistryClient {
         let target = Target::new(&image.with_tag(reference));
         let url = self.url(&target.registry, &format!("/v2/{}/manifests/{reference}", target.repository))?;
 
-        let head = self.send_authorized(&target, Method::HEAD, &url, Some(MANIFEST_ACCEPT), "pull").await?;
+        let head = self.send_authorized(&target, Method::HEAD, &url, Some(MANIFEST_ACCEPT)).await?;
         if !head.status().is_success() {
             return Err(self.error_from(&target, head, None).await);
         }
@@ -53,7 +53,7 @@ impl RegistryClient {
         }
 
         // No Docker-Content-Digest: the digest is the sha256 of the manifest's exact bytes.
-        let get = self.send_authorized(&target, Method::GET, &url, Some(MANIFEST_ACCEPT), "pull").await?;
+        let get = self.send_authorized(&target, Method::GET, &url, Some(MANIFEST_ACCEPT)).await?;
         if !get.status().is_success() {
             return Err(self.error_from(&target, get, None).await);
         }

@@ -64,7 +64,7 @@ async fn deploy_to(
         let svc = t.env.services.get(*s).ok_or_else(|| format!("no service {s}"))?;
         images.insert(s.to_string(), svc.image.with_tag(label).with_digest(&digest(&format!("{s}-{label}"))));
     }
-    engine::deploy_digests(h.platform(), t, "deploy", &images, &o, events)
+    engine::deploy_digests(h.platform(), None, t, "deploy", &images, &o, events)
         .await
         .map_err(|e| format!("deploy {label}: {e}"))
 }
@@ -203,10 +203,11 @@ pub async fn rollback_to_named_and_previous(h: &dyn Harness) -> Result<(), Strin
     let r1 = releases.iter().find(|r| r.digest.as_deref() == Some(digest("api-r1").as_str())).ok_or("r1 is listed")?;
     let mut o = opts();
     o.services = vec!["api".to_string()];
-    let s = engine::rollback(h.platform(), t, &RollbackTo::Previous, &o, &events).await.map_err(|e| e.to_string())?;
+    let s =
+        engine::rollback(h.platform(), None, t, &RollbackTo::Previous, &o, &events).await.map_err(|e| e.to_string())?;
     expect(s.outcome == Outcome::Succeeded, format!("rollback to previous: {s:?}"))?;
     expect(running(h, "api").await? == Some(digest("api-r2")), "previous of r3 is r2")?;
-    let s = engine::rollback(h.platform(), t, &RollbackTo::Release(r1.id.clone()), &o, &events)
+    let s = engine::rollback(h.platform(), None, t, &RollbackTo::Release(r1.id.clone()), &o, &events)
         .await
         .map_err(|e| e.to_string())?;
     expect(s.outcome == Outcome::Succeeded, format!("rollback to r1: {s:?}"))?;

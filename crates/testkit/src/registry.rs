@@ -14,8 +14,22 @@
 //!   `Docker-Content-Digest` (unless [`RegistryFake::omit_digest_header`]); 404
 //!   `{"errors":[{"code":"MANIFEST_UNKNOWN",…}]}` when unknown, also when the request's `Accept`
 //!   lists neither the manifest's media type nor `*/*` (as GHCR does for an index).
-//! - `PUT /v2/<repo>/manifests/<ref>`: stores the body under its sha256 (and the tag), 201.
-//! - `GET /token?service=…&scope=repository:<repo>:<actions>`: the token service.
+//! - `PUT /v2/<repo>/manifests/<ref>`: stores the body under its sha256 (and the tag), 201;
+//!   400 `MANIFEST_BLOB_UNKNOWN` when a referenced blob or child manifest is not in the
+//!   repository (unless [`RegistryFake::check_references`] is off).
+//! - `HEAD`/`GET /v2/<repo>/blobs/<digest>`: 200 with `Docker-Content-Digest`, or 404
+//!   `BLOB_UNKNOWN`.
+//! - `POST /v2/<repo>/blobs/uploads/`: 202 and a relative `Location` of a new session;
+//!   with `?mount=<digest>&from=<other>`, 201 when `other` has the blob (and the token may pull
+//!   it), else 202 and a session, as the spec says.
+//! - `PATCH <session>` with `Content-Range: start-end`: appends; 416 when `start` is not the
+//!   session's size; 413 over [`RegistryFake::max_chunk_size`]. 202, `Range: 0-<last>` and the
+//!   next `Location`.
+//! - `GET <session>`: 204 with `Range` and `Location` (upload status). `DELETE`: cancels.
+//! - `PUT <session>?digest=<d>`: appends the body, checks the digest (400 `DIGEST_INVALID`),
+//!   stores the blob, 201.
+//! - `GET /token?service=…&scope=repository:<repo>:<actions>` (several `scope`s allowed): the
+//!   token service.
 //!
 //! # Auth
 //!
@@ -26,14 +40,18 @@
 //! `expires_in`, like GHCR), granting the actions asked for. Without credentials it grants a
 //! pull-only token when [`RegistryFake::allow_anonymous_pull`] is on (a public image), and 401
 //! otherwise. [`RegistryFake::invalidate_tokens`] makes every issued token stale, as if it had
-//! expired. [`RegistryFake::require_basic_auth`] instead wants Basic credentials on every request.
+//! expired ([`RegistryFake::expire_tokens_on`] does it in the middle of a push).
+//! [`RegistryFake::deny_push`] makes the token service grant `pull` only and answer pushes 403
+//! `DENIED`, like GHCR for a token without `packages: write`.
+//! [`RegistryFake::require_basic_auth`] instead wants Basic credentials on every request.
 //!
 //! # Faults and recording
 //!
 //! [`RegistryFake::inject_status`] answers the next `times` requests whose path contains a string
-//! with a status (and `Retry-After`), before auth and routing. Every request is recorded
+//! with a status (and `Retry-After`), before auth and routing; [`RegistryFake::inject_status_on`]
+//! also filters on the method and lets the first matches through. Every request is recorded
 //! ([`RegistryFake::requests`]) with whether it carried an `Authorization` header and its scheme,
-//! never the credentials themselves.
+//! never the credentials themselves, and its body's size.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -70,6 +88,8 @@ pub struct RecordedRequest {
     pub auth_scheme: Option<String>,
     /// Status the fake answered with.
     pub status: u16,
+    /// Size of the request body.
+    pub body_len: usize,
 }
 
 /// A fake OCI registry: a running server plus its state. See the [module docs](self).
@@ -100,10 +120,35 @@ struct Manifest {
 
 #[derive(Debug, Clone)]
 struct Fault {
+    /// Only requests with this method; `None` = any.
+    method: Option<String>,
     path_contains: String,
+    /// Matching requests let through before the fault fires.
+    skip: usize,
     status: u16,
     remaining: usize,
     retry_after: Option<Duration>,
+}
+
+impl Fault {
+    fn matches(&self, method: &str, path: &str) -> bool {
+        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)) && path.contains(&self.path_contains)
+    }
+}
+
+/// Forget every token when a matching request arrives (after `skip` of them).
+#[derive(Debug, Clone)]
+struct Expiry {
+    method: String,
+    path_contains: String,
+    skip: usize,
+}
+
+/// An upload session: its repository and the bytes received so far.
+#[derive(Debug, Clone)]
+struct Upload {
+    repo: String,
+    data: Vec<u8>,
 }
 
 /// What a token allows: (repository, actions) pairs.
@@ -126,6 +171,15 @@ struct State {
     faults: Vec<Fault>,
     requests: Vec<RecordedRequest>,
     serial: u64,
+    /// (repository, digest) -> blob.
+    blobs: HashMap<(String, String), Vec<u8>>,
+    /// Session id -> upload.
+    uploads: HashMap<String, Upload>,
+    max_chunk: Option<usize>,
+    /// Whether a manifest PUT may reference blobs and manifests the repository lacks.
+    lax_references: bool,
+    deny_push: bool,
+    expiries: Vec<Expiry>,
 }
 
 impl RegistryFake {
@@ -186,6 +240,8 @@ impl RegistryFake {
         })
         .to_string();
         let layer = format!("layer {repo} {serial}");
+        self.put_blob(repo, config.as_bytes());
+        self.put_blob(repo, layer.as_bytes());
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
@@ -202,6 +258,57 @@ impl RegistryFake {
             "annotations": {"org.opencontainers.image.ref.name": tag, "dev.shipit.fake.serial": serial.to_string()},
         });
         self.put_manifest(repo, tag, OCI_MANIFEST, manifest.to_string())
+    }
+
+    /// Stores a blob in `repo`; returns its digest.
+    pub fn put_blob(&self, repo: &str, bytes: &[u8]) -> String {
+        let digest = sha256_digest(bytes);
+        self.state().blobs.insert((repo.to_string(), digest.clone()), bytes.to_vec());
+        digest
+    }
+
+    /// A stored blob's bytes.
+    pub fn blob(&self, repo: &str, digest: &str) -> Option<Vec<u8>> {
+        self.state().blobs.get(&(repo.to_string(), digest.to_string())).cloned()
+    }
+
+    /// Digests of the blobs `repo` has, sorted.
+    pub fn blobs(&self, repo: &str) -> Vec<String> {
+        let mut digests: Vec<String> =
+            self.state().blobs.keys().filter(|(r, _)| r == repo).map(|(_, d)| d.clone()).collect();
+        digests.sort();
+        digests
+    }
+
+    /// Upload sessions started and neither finished nor cancelled.
+    pub fn open_uploads(&self) -> usize {
+        self.state().uploads.len()
+    }
+
+    /// Largest `PATCH` body accepted (GHCR: 4 MiB); bigger ones get 413. `None`: no limit.
+    pub fn max_chunk_size(&self, bytes: Option<usize>) {
+        self.state().max_chunk = bytes;
+    }
+
+    /// Whether a manifest `PUT` must reference only blobs and manifests the repository has (on
+    /// by default, like a real registry).
+    pub fn check_references(&self, check: bool) {
+        self.state().lax_references = !check;
+    }
+
+    /// Tokens grant `pull` only, and pushes get 403 `DENIED` (a token without `packages: write`).
+    pub fn deny_push(&self, deny: bool) {
+        self.state().deny_push = deny;
+    }
+
+    /// Forgets every issued token when a `method` request whose path contains `path_contains`
+    /// arrives, after letting `skip` of them through: that request gets the 401 challenge.
+    pub fn expire_tokens_on(&self, method: &str, path_contains: &str, skip: usize) {
+        self.state().expiries.push(Expiry {
+            method: method.to_string(),
+            path_contains: path_contains.to_string(),
+            skip,
+        });
     }
 
     /// Points `tag` at a stored manifest (as a push of the same tag would). Returns false, and
@@ -274,10 +381,25 @@ impl RegistryFake {
     /// registry error body; `Retry-After` in whole seconds when given), before auth and routing.
     pub fn inject_status(&self, path_contains: &str, status: u16, times: usize, retry_after: Option<Duration>) {
         self.state().faults.push(Fault {
+            method: None,
             path_contains: path_contains.to_string(),
+            skip: 0,
             status,
             remaining: times,
             retry_after,
+        });
+    }
+
+    /// Answers `times` `method` requests whose path contains `path_contains` with `status`,
+    /// after letting the first `skip` of them through (`416` on the second `PATCH`…).
+    pub fn inject_status_on(&self, method: &str, path_contains: &str, skip: usize, status: u16, times: usize) {
+        self.state().faults.push(Fault {
+            method: Some(method.to_string()),
+            path_contains: path_contains.to_string(),
+            skip,
+            status,
+            remaining: times,
+            retry_after: None,
         });
     }
 
@@ -289,6 +411,11 @@ impl RegistryFake {
     /// Every request so far, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state().requests.clone()
+    }
+
+    /// Bytes of request bodies received so far (blob uploads, manifests).
+    pub fn bytes_received(&self) -> usize {
+        self.state().requests.iter().map(|r| r.body_len).sum()
     }
 
     /// Forgets the recorded requests.
@@ -394,8 +521,11 @@ impl State {
             && base64_decode(&encoded).is_some_and(|d| d == format!("{user}:{token}").as_bytes())
     }
 
-    /// `None` when `request` may do `action` on `repo`, else the 401 to answer.
+    /// `None` when `request` may do `action` on `repo`, else the 401 (or 403) to answer.
     fn check(&self, request: &Request, repo: Option<&str>, action: &str) -> Option<Reply> {
+        if self.deny_push && action == "push" && self.mode != AuthMode::Bearer {
+            return Some(error_response(403, "DENIED", "permission_denied: write_package"));
+        }
         match self.mode {
             AuthMode::Open => None,
             AuthMode::Basic if self.basic_ok(request) => None,
@@ -404,23 +534,24 @@ impl State {
                     .header("www-authenticate", HeaderValue::from_static(r#"Basic realm="fake registry""#)),
             ),
             AuthMode::Bearer => {
-                let granted = match authorization(request) {
-                    Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                        self.tokens.get(&token).is_some_and(|grant| match repo {
-                            Some(repo) => {
-                                grant.iter().any(|(r, actions)| r == repo && actions.iter().any(|a| a == action))
-                            }
-                            None => true,
-                        })
-                    }
-                    _ => false,
+                let grant = match authorization(request) {
+                    Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => self.tokens.get(&token),
+                    _ => None,
                 };
-                if granted {
+                let allows = |grant: &Grant, action: &str| match repo {
+                    Some(repo) => grant.iter().any(|(r, actions)| r == repo && actions.iter().any(|a| a == action)),
+                    None => true,
+                };
+                if grant.is_some_and(|g| allows(g, action)) {
                     return None;
+                }
+                if self.deny_push && action == "push" && grant.is_some_and(|g| allows(g, "pull")) {
+                    return Some(error_response(403, "DENIED", "permission_denied: write_package"));
                 }
                 let mut challenge = format!(r#"Bearer realm="{}/token",service="{}""#, self.uri, self.host);
                 if let Some(repo) = repo {
-                    challenge.push_str(&format!(r#",scope="repository:{repo}:{action}""#));
+                    let actions = if action == "push" { "pull,push" } else { action };
+                    challenge.push_str(&format!(r#",scope="repository:{repo}:{actions}""#));
                 }
                 Some(
                     error_response(401, "UNAUTHORIZED", "authentication required")
@@ -452,7 +583,11 @@ impl State {
             let Some((repo, actions)) = value.strip_prefix("repository:").and_then(|s| s.rsplit_once(':')) else {
                 continue;
             };
-            let actions = actions.split(',').filter(|a| authenticated || *a == "pull").map(str::to_string).collect();
+            let actions = actions
+                .split(',')
+                .filter(|a| (authenticated && !self.deny_push) || *a == "pull")
+                .map(str::to_string)
+                .collect();
             grant.push((repo.to_string(), actions));
         }
         self.serial += 1;
@@ -504,6 +639,11 @@ impl State {
         if reference.contains(':') && reference != digest {
             return error_response(400, "DIGEST_INVALID", "the manifest does not match its digest");
         }
+        if !self.lax_references
+            && let Some(missing) = self.missing_reference(repo, &request.body)
+        {
+            return error_response(400, "MANIFEST_BLOB_UNKNOWN", &format!("blob unknown to registry: {missing}"));
+        }
         let media_type = request
             .headers
             .get("content-type")
@@ -519,9 +659,154 @@ impl State {
             .header_str("location", &format!("/v2/{repo}/manifests/{digest}"))
     }
 
+    /// The first blob or child manifest a manifest references that `repo` lacks.
+    fn missing_reference(&self, repo: &str, body: &[u8]) -> Option<String> {
+        let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let digest_of = |d: &serde_json::Value| d.get("digest").and_then(|d| d.as_str()).map(str::to_string);
+        let list = |key: &str| doc.get(key).and_then(|v| v.as_array()).cloned().unwrap_or_default();
+        let blobs =
+            doc.get("config").into_iter().chain(list("layers").iter()).filter_map(digest_of).collect::<Vec<_>>();
+        let has_manifest = |d: &String| self.manifests.contains_key(&(repo.to_string(), d.clone()));
+        blobs
+            .into_iter()
+            .find(|d| !self.blobs.contains_key(&(repo.to_string(), d.clone())))
+            .or_else(|| list("manifests").iter().filter_map(digest_of).find(|d| !has_manifest(d)))
+    }
+
+    /// `HEAD`/`GET /v2/<repo>/blobs/<digest>`.
+    fn blob(&mut self, request: &Request, repo: &str, digest: &str) -> Reply {
+        if let Some(denied) = self.check(request, Some(repo), "pull") {
+            return denied;
+        }
+        if request.method != Method::GET && request.method != Method::HEAD {
+            return error_response(405, "UNSUPPORTED", "method not allowed");
+        }
+        let Some(bytes) = self.blobs.get(&(repo.to_string(), digest.to_string())) else {
+            return error_response(404, "BLOB_UNKNOWN", "blob unknown to registry");
+        };
+        let mut reply = Reply::new(200);
+        if request.method == Method::GET {
+            reply.template = reply.template.set_body_raw(bytes.clone(), "application/octet-stream");
+        }
+        reply.header_str("docker-content-digest", digest)
+    }
+
+    /// `/v2/<repo>/blobs/uploads/[<id>]`: start (or mount), append, status, finish, cancel.
+    fn upload(&mut self, request: &Request, repo: &str, id: &str) -> Reply {
+        if let Some(denied) = self.check(request, Some(repo), "push") {
+            return denied;
+        }
+        let params = query_params(request);
+        let param = |key: &str| params.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        if id.is_empty() {
+            if request.method != Method::POST {
+                return error_response(405, "UNSUPPORTED", "method not allowed");
+            }
+            if let (Some(digest), Some(from)) = (param("mount"), param("from")) {
+                let readable = self.check(request, Some(&from), "pull").is_none();
+                if let Some(bytes) = self.blobs.get(&(from, digest.clone())).filter(|_| readable).cloned() {
+                    self.blobs.insert((repo.to_string(), digest.clone()), bytes);
+                    return Reply::new(201)
+                        .header_str("docker-content-digest", &digest)
+                        .header_str("location", &format!("/v2/{repo}/blobs/{digest}"));
+                }
+            }
+            self.serial += 1;
+            let id = format!("upload-{}", self.serial);
+            self.uploads.insert(id.clone(), Upload { repo: repo.to_string(), data: Vec::new() });
+            return self.session_reply(202, repo, &id);
+        }
+        let Some(upload) = self.uploads.get(id).filter(|u| u.repo == repo) else {
+            return error_response(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry");
+        };
+        if param("_state").is_some_and(|state| state != upload.data.len().to_string()) {
+            return error_response(400, "BLOB_UPLOAD_INVALID", "stale upload state: follow the last Location");
+        }
+        let method = request.method.clone();
+        if method == Method::GET {
+            return self.session_reply(204, repo, id);
+        }
+        if method == Method::DELETE {
+            self.uploads.remove(id);
+            return Reply::new(204);
+        }
+        if method == Method::PATCH {
+            if self.max_chunk.is_some_and(|max| request.body.len() > max) {
+                return error_response(413, "SIZE_INVALID", "chunk larger than the registry accepts");
+            }
+            let size = upload.data.len();
+            let range = request.headers.get("content-range").and_then(|v| v.to_str().ok()).map(str::to_string);
+            if let Some(range) = range {
+                let parsed =
+                    range.split_once('-').and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+                let fits = parsed.is_some_and(|(start, end)| start == size && end + 1 == start + request.body.len());
+                if !fits {
+                    return error_response(
+                        416,
+                        "BLOB_UPLOAD_INVALID",
+                        &format!("range {range} does not follow {size}"),
+                    );
+                }
+            }
+            if let Some(upload) = self.uploads.get_mut(id) {
+                upload.data.extend_from_slice(&request.body);
+            }
+            return self.session_reply(202, repo, id);
+        }
+        if method == Method::PUT {
+            let Some(digest) = param("digest") else {
+                return error_response(400, "DIGEST_INVALID", "a digest parameter is required");
+            };
+            let Some(mut upload) = self.uploads.remove(id) else {
+                return error_response(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry");
+            };
+            upload.data.extend_from_slice(&request.body);
+            if sha256_digest(&upload.data) != digest {
+                return error_response(400, "DIGEST_INVALID", "provided digest did not match uploaded content");
+            }
+            self.blobs.insert((repo.to_string(), digest.clone()), upload.data);
+            return Reply::new(201)
+                .header_str("docker-content-digest", &digest)
+                .header_str("location", &format!("/v2/{repo}/blobs/{digest}"));
+        }
+        error_response(405, "UNSUPPORTED", "method not allowed")
+    }
+
+    /// A session's `Location` (relative, its `_state` the size so far) and `Range`.
+    fn session_reply(&self, status: u16, repo: &str, id: &str) -> Reply {
+        let size = self.uploads.get(id).map_or(0, |u| u.data.len());
+        Reply::new(status)
+            .header_str("location", &format!("/v2/{repo}/blobs/uploads/{id}?_state={size}"))
+            .header_str("range", &format!("0-{}", size.saturating_sub(1)))
+            .header_str("docker-upload-uuid", id)
+    }
+
     fn route(&mut self, request: &Request) -> Reply {
         let path = request.url.path().to_string();
-        if let Some(i) = self.faults.iter().position(|f| f.remaining > 0 && path.contains(&f.path_contains)) {
+        let method = request.method.to_string();
+        if let Some(i) =
+            self.expiries.iter().position(|e| e.method.eq_ignore_ascii_case(&method) && path.contains(&e.path_contains))
+        {
+            if self.expiries[i].skip == 0 {
+                self.expiries.remove(i);
+                self.tokens.clear();
+            } else {
+                self.expiries[i].skip -= 1;
+            }
+        }
+        let mut fired = None;
+        for (i, fault) in self.faults.iter_mut().enumerate() {
+            if fault.remaining == 0 || !fault.matches(&method, &path) {
+                continue;
+            }
+            if fault.skip > 0 {
+                fault.skip -= 1;
+                continue;
+            }
+            fired = Some(i);
+            break;
+        }
+        if let Some(i) = fired {
             let fault = &mut self.faults[i];
             fault.remaining -= 1;
             let (status, retry_after) = (fault.status, fault.retry_after);
@@ -541,6 +826,20 @@ impl State {
         }
         if path == "/v2" || path == "/v2/" {
             return self.check(request, None, "pull").unwrap_or_else(|| Reply::new(200).json(json!({})));
+        }
+        if let Some((repo, id)) = path.strip_prefix("/v2/").and_then(|p| p.rsplit_once("/blobs/uploads"))
+            && !repo.is_empty()
+            && (id.is_empty() || id.starts_with('/'))
+        {
+            let (repo, id) = (repo.to_string(), id.trim_start_matches('/').to_string());
+            return self.upload(request, &repo, &id);
+        }
+        if let Some((repo, digest)) = path.strip_prefix("/v2/").and_then(|p| p.rsplit_once("/blobs/"))
+            && !repo.is_empty()
+            && digest.contains(':')
+        {
+            let (repo, digest) = (repo.to_string(), digest.to_string());
+            return self.blob(request, &repo, &digest);
         }
         if let Some((repo, reference)) = path.strip_prefix("/v2/").and_then(|p| p.rsplit_once("/manifests/"))
             && !repo.is_empty()
@@ -568,6 +867,7 @@ impl Respond for Handler {
             has_authorization: auth.is_some(),
             auth_scheme: auth.map(|(scheme, _)| scheme),
             status: reply.status,
+            body_len: request.body.len(),
         });
         reply.template
     }

@@ -1,5 +1,7 @@
 //! One module per command.
 
+pub mod doctor;
+pub mod images;
 pub mod init;
 pub mod ops;
 pub mod render;

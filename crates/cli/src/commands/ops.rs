@@ -8,7 +8,8 @@ use shipit_core::{App, Error, ErrorKind, PlatformKind, Strategy, Target};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    Cli, DeployArgs, OnFailureArg, PlanArgs, ReleasesArgs, RollbackArgs, SecretsSyncArgs, StatusArgs, Where,
+    Cli, DeployArgs, OnFailureArg, PlanArgs, PromoteArgs, ReleasesArgs, RollbackArgs, SecretsSyncArgs, StatusArgs,
+    Where,
 };
 use crate::diagnostics;
 use crate::exit::Exit;
@@ -88,8 +89,11 @@ fn cancel_on_signals(token: CancellationToken, out: Arc<Output>) {
         {
             let _ = tokio::signal::ctrl_c().await;
         }
-        out.say("stopping: finishing the current step, releasing locks…");
+        out.say("stopping: finishing the current step, releasing locks… (again to quit at once)");
         token.cancel();
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("quitting at once: leases left behind expire on their own");
+        std::process::exit(130);
     });
 }
 
@@ -152,8 +156,83 @@ pub fn deploy(cli: &Cli, args: &DeployArgs) -> Exit {
         opts.lock_wait = args.lock_wait.get();
         opts.git_sha = git_sha(args.sha.as_deref());
         opts.cancel = cancel;
+        opts.force = args.force;
         let events = out.events();
         match engine::deploy(platform.as_ref(), &resolver, target, &args.tag, &opts, &events).await {
+            Ok(summary) => {
+                out.summary(&summary);
+                Exit::for_summary(&summary)
+            }
+            Err(e) => fail(cli, &e),
+        }
+    })
+}
+
+/// `shipit promote FROM TO`.
+pub fn promote(cli: &Cli, args: &PromoteArgs) -> Exit {
+    let app = match super::load_manifest(cli) {
+        Ok(app) => app,
+        Err(e) => return e,
+    };
+    let (from_env, to_env) = match (
+        super::render::pick_env(cli, &app, Some(&args.from)),
+        super::render::pick_env(cli, &app, Some(&args.to)),
+    ) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    if from_env == to_env {
+        diagnostics::error(
+            cli,
+            &format!("cannot promote {from_env} to itself"),
+            Some("e.g. `shipit promote staging production`"),
+        );
+        return Exit::BadInput;
+    }
+    let kinds = [&from_env, &to_env].map(|e| app.resolve_platform(None, Some(e)));
+    let [Some(from_kind), Some(to_kind)] = kinds else {
+        diagnostics::error(
+            cli,
+            "promote needs a `target` on both environments",
+            Some("set `target` in [environments.ENV]"),
+        );
+        return Exit::BadInput;
+    };
+    let (Some(from), Some(to)) = (app.environments.get(&from_env), app.environments.get(&to_env)) else {
+        return Exit::BadInput;
+    };
+    let (from, to) = (Target { app: &app, env: from }, Target { app: &app, env: to });
+    if let Err(e) = engine::select(to, &args.services) {
+        return fail(cli, &e);
+    }
+    let (from_platform, to_platform) = match (platforms::platform(from_kind), platforms::platform(to_kind)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => return fail(cli, &e),
+    };
+    let registry = match platforms::resolver() {
+        Ok(r) => r,
+        Err(e) => return fail(cli, &e),
+    };
+    let out = Output::new(cli);
+    let Ok(rt) = runtime() else { return Exit::Failed };
+    rt.block_on(async {
+        let cancel = CancellationToken::new();
+        cancel_on_signals(cancel.clone(), out.clone());
+        let mut opts = DeployOptions::default();
+        opts.services = args.services.clone();
+        opts.wait_timeout = args.wait_timeout.get();
+        opts.on_failure = match args.on_failure {
+            OnFailureArg::Rollback => OnFailure::Rollback,
+            OnFailureArg::Leave => OnFailure::Leave,
+        };
+        opts.atomic = args.atomic;
+        opts.lock_wait = args.lock_wait.get();
+        opts.force = args.force;
+        opts.cancel = cancel;
+        let events = out.events();
+        match engine::promote(from_platform.as_ref(), from, to_platform.as_ref(), to, Some(&registry), &opts, &events)
+            .await
+        {
             Ok(summary) => {
                 out.summary(&summary);
                 Exit::for_summary(&summary)
@@ -189,7 +268,9 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Exit {
         opts.wait_timeout = args.wait_timeout.get();
         opts.lock_wait = args.lock_wait.get();
         opts.cancel = cancel;
-        match engine::rollback(platform.as_ref(), target, &to, &opts, &out.events()).await {
+        let registry = platforms::resolver().ok();
+        let registry_ref = registry.as_ref().map(|r| r as &dyn shipit_core::ImageRegistry);
+        match engine::rollback(platform.as_ref(), registry_ref, target, &to, &opts, &out.events()).await {
             Ok(summary) => {
                 out.summary(&summary);
                 Exit::for_summary(&summary)
@@ -267,7 +348,12 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> Exit {
                 Ok(st) => st,
                 Err(e) => return fail(cli, &e),
             };
-            all_healthy &= st.healthy();
+            // Machines stopped by autostop are idle, not broken.
+            let idle =
+                |i: &shipit_core::Instance| s.scale.auto_stop && matches!(i.state.as_str(), "stopped" | "suspended");
+            let healthy = st.instances.iter().filter(|i| i.healthy).count();
+            let idle_count = st.instances.iter().filter(|i| !i.healthy && idle(i)).count();
+            all_healthy &= st.exists && healthy > 0 && healthy + idle_count == st.instances.len();
             if out.json() {
                 out.json_line(&serde_json::to_value(&st).unwrap_or_default());
                 continue;
@@ -276,9 +362,9 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> Exit {
                 println!("{:10} {:32} not deployed", s.name, st.platform_name);
                 continue;
             }
-            let healthy = st.instances.iter().filter(|i| i.healthy).count();
+            let idle_text = if idle_count > 0 { format!(", {idle_count} stopped by autostop") } else { String::new() };
             println!(
-                "{:10} {:32} {}  release {}  {}/{} healthy",
+                "{:10} {:32} {}  release {}  {}/{} healthy{idle_text}",
                 s.name,
                 st.platform_name,
                 st.digest.as_deref().unwrap_or("mixed digests"),

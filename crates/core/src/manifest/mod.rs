@@ -28,7 +28,8 @@ use crate::model::*;
 const ROOT_KEYS: &[&str] = &["app", "registry", "services", "databases", "environments", "targets"];
 const REGISTRY_KEYS: &[&str] = &["host", "namespace"];
 const SERVICE_KEYS: &[&str] =
-    &["image", "build", "port", "command", "health", "env", "secrets", "env_from", "scale", "vm", "restart"];
+    &["image", "build", "port", "command", "health", "env", "secrets", "env_from", "scale", "vm", "restart", "policy"];
+const POLICY_KEYS: &[&str] = &["max_image_mb", "non_root", "require_healthcheck"];
 const BUILD_KEYS: &[&str] = &["context", "dockerfile"];
 const HEALTH_KEYS: &[&str] = &["path", "interval", "timeout", "grace"];
 const SCALE_KEYS: &[&str] = &["min", "max", "auto_stop"];
@@ -319,6 +320,14 @@ fn parse_service(
     let scale = parse_scale(d, &f);
     let vm = f.get("vm").and_then(|e| parse_vm(d, &f, e));
     let restart = f.get("restart").and_then(|e| parse_restart(d, &f, e));
+    let policy = match f.get("policy") {
+        Some(e) => {
+            let p = parse_policy(d, &f, e);
+            ok &= p.is_some();
+            p.unwrap_or_default()
+        }
+        None => ImagePolicy::default(),
+    };
 
     if !ok {
         return None;
@@ -334,6 +343,27 @@ fn parse_service(
         scale: scale?,
         vm,
         restart,
+        policy,
+    })
+}
+
+fn parse_policy(d: &mut Diagnostics<'_>, f: &Fields<'_>, e: &Entry) -> Option<ImagePolicy> {
+    let path = f.child_path("policy");
+    let p = Fields::new(d, &e.node, &path, POLICY_KEYS)?;
+    let max = p.integer(d, "max_image_mb", 1, 1_000_000, "a size in MB from 1 to 1000000");
+    let non_root = p.boolean(d, "non_root");
+    let healthcheck = p.boolean(d, "require_healthcheck");
+    let bad = |k: &str, ok: bool| p.get(k).is_some() && !ok;
+    if bad("max_image_mb", max.is_some())
+        || bad("non_root", non_root.is_some())
+        || bad("require_healthcheck", healthcheck.is_some())
+    {
+        return None;
+    }
+    Some(ImagePolicy {
+        max_image_mb: max.map(|m| m as u64),
+        non_root: non_root.unwrap_or(false),
+        require_healthcheck: healthcheck.unwrap_or(false),
     })
 }
 
