@@ -8,99 +8,10 @@ use std::path::PathBuf;
 
 use assert_cmd::Command;
 use shipit_testkit::fly::{Behaviour, FlyFake};
-use shipit_testkit::registry::RegistryFake;
 
-const SECRET: &str = "sk_live_do-not-print-me-42";
+mod support;
 
-/// A forgestack-like app whose images live in the fake registry.
-struct World {
-    fly: FlyFake,
-    registry: RegistryFake,
-    dir: tempfile::TempDir,
-}
-
-impl World {
-    async fn new() -> Self {
-        let fly = FlyFake::start().await;
-        let registry = RegistryFake::start().await;
-        let dir = tempfile::tempdir().unwrap();
-        let manifest = format!(
-            r#"app = "forgestack"
-
-[registry]
-host = "{host}"
-namespace = "acme"
-
-[services.api]
-port = 4000
-health = {{ path = "/api/health", interval = "1s", timeout = "1s", grace = "1s" }}
-env = {{ NODE_ENV = "production" }}
-secrets = ["STRIPE_SECRET_KEY"]
-scale = {{ min = 2, max = 3 }}
-
-[services.worker]
-command = ["node", "dist/index.js"]
-
-[services.web]
-port = 3000
-health = {{ path = "/api/health" }}
-env_from = {{ NEXT_PUBLIC_API_URL = "api.url" }}
-
-[environments.staging]
-target = "fly"
-
-[environments.production]
-target = "fly"
-regions = ["iad", "fra"]
-
-[targets.fly]
-org = "acme"
-primary_region = "iad"
-"#,
-            host = registry.host()
-        );
-        std::fs::write(dir.path().join("shipit.toml"), manifest).unwrap();
-        Self { fly, registry, dir }
-    }
-
-    fn manifest(&self) -> PathBuf {
-        self.dir.path().join("shipit.toml")
-    }
-
-    /// Pushes an image for every service under `tag`; returns the digests by service.
-    fn push(&self, tag: &str) -> Vec<(String, String)> {
-        ["api", "worker", "web"]
-            .iter()
-            .map(|s| (s.to_string(), self.registry.put_image(&format!("acme/forgestack-{s}"), tag)))
-            .collect()
-    }
-
-    fn shipit(&self) -> Command {
-        let mut cmd = Command::cargo_bin("shipit").unwrap();
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("FLY_API_TOKEN", FlyFake::TOKEN)
-            .env("SHIPIT_FLY_API_URL", self.fly.uri())
-            .env("SHIPIT_FLY_POLL_INTERVAL", "10ms")
-            .env("SHIPIT_INSECURE_REGISTRIES", self.registry.host())
-            .arg("-f")
-            .arg(self.manifest());
-        cmd
-    }
-
-    fn digests_running(&self, app: &str) -> Vec<String> {
-        self.fly.machines(app).into_iter().map(|m| m.digest.unwrap_or_default()).collect()
-    }
-}
-
-fn output(cmd: &mut Command) -> (i32, String, String) {
-    let out = cmd.output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
-}
-
-fn digest_of<'a>(digests: &'a [(String, String)], service: &str) -> &'a str {
-    &digests.iter().find(|(s, _)| s == service).unwrap().1
-}
+use support::{SECRET, World, digest_of, output};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_then_failed_release_is_rolled_back_then_manual_rollback() {
