@@ -82,7 +82,7 @@ fn write_layout(dir: &Path) -> String {
     let sha = |b: &[u8]| format!("sha256:{}", hex::encode(Sha256::digest(b)));
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
-    let mut put = |bytes: &[u8]| {
+    let put = |bytes: &[u8]| {
         let d = sha(bytes);
         std::fs::write(blobs.join(d.trim_start_matches("sha256:")), bytes).unwrap();
         (d, bytes.len())

@@ -107,7 +107,10 @@ async fn describe_deploy_lists_the_calls_and_sends_nothing() {
     let calls = fly.describe_deploy(t, api, &api.image.with_tag("3f2c1ab"));
     let base = fake.uri();
     let verbs: Vec<&str> = calls.iter().filter_map(|c| c.trim_start().split(' ').next()).collect();
-    assert_eq!(verbs, ["GET", "POST", "GET", "for", "POST", "then", "POST", "GET", "GET", "finally,", "for", "POST", "POST"]);
+    assert_eq!(
+        verbs,
+        ["GET", "POST", "GET", "for", "POST", "then", "POST", "GET", "GET", "finally,", "for", "POST", "POST"]
+    );
     let lease = calls.iter().position(|c| c.contains("/lease?ttl=")).unwrap();
     let first_update = calls.iter().position(|c| c.contains("/machines/{id} ")).unwrap();
     assert!(lease < first_update, "leases are taken before any update");
