@@ -47,6 +47,31 @@ fn context(cli: &Cli, place: &Where) -> Result<Context, Exit> {
     Ok(Context { app, env, kind })
 }
 
+/// What a command that talks to one platform needs: the manifest and environment, the
+/// platform client, the output, and an async runtime. Nothing is sent yet.
+struct Session {
+    ctx: Context,
+    platform: Box<dyn shipit_core::Platform>,
+    out: Arc<Output>,
+    rt: tokio::runtime::Runtime,
+}
+
+fn session(cli: &Cli, place: &Where) -> Result<Session, Exit> {
+    let ctx = context(cli, place)?;
+    let platform = platforms::platform(ctx.kind).map_err(|e| fail(cli, &e))?;
+    let rt = runtime()?;
+    Ok(Session { ctx, platform, out: Output::new(cli), rt })
+}
+
+impl From<OnFailureArg> for OnFailure {
+    fn from(a: OnFailureArg) -> Self {
+        match a {
+            OnFailureArg::Rollback => OnFailure::Rollback,
+            OnFailureArg::Leave => OnFailure::Leave,
+        }
+    }
+}
+
 fn fail(cli: &Cli, e: &Error) -> Exit {
     diagnostics::error(cli, &e.to_string(), hint(e.kind));
     Exit::for_error(e.kind)
@@ -103,8 +128,8 @@ fn git_sha(explicit: Option<&str>) -> Option<String> {
 
 /// `shipit deploy`.
 pub fn deploy(cli: &Cli, args: &DeployArgs) -> Exit {
-    let ctx = match context(cli, &args.place) {
-        Ok(c) => c,
+    let Session { ctx, platform, out, rt } = match session(cli, &args.place) {
+        Ok(s) => s,
         Err(e) => return e,
     };
     let Ok(target) = ctx.target() else { return Exit::BadInput };
@@ -127,11 +152,6 @@ pub fn deploy(cli: &Cli, args: &DeployArgs) -> Exit {
         Ok(s) => s,
         Err(e) => return fail(cli, &e),
     };
-    let platform = match platforms::platform(ctx.kind) {
-        Ok(p) => p,
-        Err(e) => return fail(cli, &e),
-    };
-    let out = Output::new(cli);
     if args.dry_run {
         return platforms::dry_run(cli, &out, platform.as_ref(), target, &services, &args.tag, strategy);
     }
@@ -139,7 +159,6 @@ pub fn deploy(cli: &Cli, args: &DeployArgs) -> Exit {
         Ok(r) => r,
         Err(e) => return fail(cli, &e),
     };
-    let Ok(rt) = runtime() else { return Exit::Failed };
     rt.block_on(async {
         let cancel = CancellationToken::new();
         cancel_on_signals(cancel.clone(), out.clone());
@@ -147,10 +166,7 @@ pub fn deploy(cli: &Cli, args: &DeployArgs) -> Exit {
         opts.services = args.services.clone();
         opts.strategy = strategy;
         opts.wait_timeout = args.wait_timeout.get();
-        opts.on_failure = match args.on_failure {
-            OnFailureArg::Rollback => OnFailure::Rollback,
-            OnFailureArg::Leave => OnFailure::Leave,
-        };
+        opts.on_failure = args.on_failure.into();
         opts.atomic = args.atomic;
         opts.create = !args.no_create;
         opts.lock_wait = args.lock_wait.get();
@@ -221,10 +237,7 @@ pub fn promote(cli: &Cli, args: &PromoteArgs) -> Exit {
         let mut opts = DeployOptions::default();
         opts.services = args.services.clone();
         opts.wait_timeout = args.wait_timeout.get();
-        opts.on_failure = match args.on_failure {
-            OnFailureArg::Rollback => OnFailure::Rollback,
-            OnFailureArg::Leave => OnFailure::Leave,
-        };
+        opts.on_failure = args.on_failure.into();
         opts.atomic = args.atomic;
         opts.lock_wait = args.lock_wait.get();
         opts.force = args.force;
@@ -244,22 +257,16 @@ pub fn promote(cli: &Cli, args: &PromoteArgs) -> Exit {
 
 /// `shipit rollback`.
 pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Exit {
-    let ctx = match context(cli, &args.place) {
-        Ok(c) => c,
+    let Session { ctx, platform, out, rt } = match session(cli, &args.place) {
+        Ok(s) => s,
         Err(e) => return e,
     };
     let Ok(target) = ctx.target() else { return Exit::BadInput };
-    let platform = match platforms::platform(ctx.kind) {
-        Ok(p) => p,
-        Err(e) => return fail(cli, &e),
-    };
     let to = match (&args.release, &args.sha) {
         (Some(r), _) => RollbackTo::Release(r.clone()),
         (None, Some(s)) => RollbackTo::Sha(s.clone()),
         (None, None) => RollbackTo::Previous,
     };
-    let out = Output::new(cli);
-    let Ok(rt) = runtime() else { return Exit::Failed };
     rt.block_on(async {
         let cancel = CancellationToken::new();
         cancel_on_signals(cancel.clone(), out.clone());
@@ -282,8 +289,8 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Exit {
 
 /// `shipit releases`.
 pub fn releases(cli: &Cli, args: &ReleasesArgs) -> Exit {
-    let ctx = match context(cli, &args.place) {
-        Ok(c) => c,
+    let Session { ctx, platform, out, rt } = match session(cli, &args.place) {
+        Ok(s) => s,
         Err(e) => return e,
     };
     let Ok(target) = ctx.target() else { return Exit::BadInput };
@@ -291,12 +298,6 @@ pub fn releases(cli: &Cli, args: &ReleasesArgs) -> Exit {
         Ok(s) => s,
         Err(e) => return fail(cli, &e),
     };
-    let platform = match platforms::platform(ctx.kind) {
-        Ok(p) => p,
-        Err(e) => return fail(cli, &e),
-    };
-    let out = Output::new(cli);
-    let Ok(rt) = runtime() else { return Exit::Failed };
     rt.block_on(async {
         for s in services {
             let releases = match platform.releases(target, s).await {
@@ -330,17 +331,11 @@ pub fn releases(cli: &Cli, args: &ReleasesArgs) -> Exit {
 
 /// `shipit status`.
 pub fn status(cli: &Cli, args: &StatusArgs) -> Exit {
-    let ctx = match context(cli, &args.place) {
-        Ok(c) => c,
+    let Session { ctx, platform, out, rt } = match session(cli, &args.place) {
+        Ok(s) => s,
         Err(e) => return e,
     };
     let Ok(target) = ctx.target() else { return Exit::BadInput };
-    let platform = match platforms::platform(ctx.kind) {
-        Ok(p) => p,
-        Err(e) => return fail(cli, &e),
-    };
-    let out = Output::new(cli);
-    let Ok(rt) = runtime() else { return Exit::Failed };
     rt.block_on(async {
         let mut all_healthy = true;
         for s in target.env.services.values() {
@@ -379,15 +374,11 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> Exit {
 
 /// `shipit plan`.
 pub fn plan(cli: &Cli, args: &PlanArgs) -> Exit {
-    let ctx = match context(cli, &args.place) {
-        Ok(c) => c,
+    let Session { ctx, platform, out, rt } = match session(cli, &args.place) {
+        Ok(s) => s,
         Err(e) => return e,
     };
     let Ok(target) = ctx.target() else { return Exit::BadInput };
-    let platform = match platforms::platform(ctx.kind) {
-        Ok(p) => p,
-        Err(e) => return fail(cli, &e),
-    };
     let resolver = if args.tag.is_some() {
         match platforms::resolver() {
             Ok(r) => Some(r),
@@ -396,8 +387,6 @@ pub fn plan(cli: &Cli, args: &PlanArgs) -> Exit {
     } else {
         None
     };
-    let out = Output::new(cli);
-    let Ok(rt) = runtime() else { return Exit::Failed };
     rt.block_on(async {
         let resolver_ref = resolver.as_ref().map(|r| r as &dyn shipit_core::Resolver);
         let plans =
@@ -434,17 +423,11 @@ pub fn plan(cli: &Cli, args: &PlanArgs) -> Exit {
 
 /// `shipit secrets sync`.
 pub fn secrets_sync(cli: &Cli, args: &SecretsSyncArgs) -> Exit {
-    let ctx = match context(cli, &args.place) {
-        Ok(c) => c,
+    let Session { ctx, platform, out, rt } = match session(cli, &args.place) {
+        Ok(s) => s,
         Err(e) => return e,
     };
     let Ok(target) = ctx.target() else { return Exit::BadInput };
-    let platform = match platforms::platform(ctx.kind) {
-        Ok(p) => p,
-        Err(e) => return fail(cli, &e),
-    };
-    let out = Output::new(cli);
-    let Ok(rt) = runtime() else { return Exit::Failed };
     rt.block_on(async {
         let lookup = |name: &str| std::env::var(name).ok().map(SecretString::from);
         match engine::sync_secrets(platform.as_ref(), target, &args.services, lookup).await {
