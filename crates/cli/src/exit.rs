@@ -50,7 +50,7 @@ impl Exit {
         match kind {
             ErrorKind::Unauthorized => Self::Auth,
             ErrorKind::Conflict => Self::Conflict,
-            ErrorKind::InvalidConfig | ErrorKind::Unsupported => Self::BadInput,
+            ErrorKind::InvalidConfig | ErrorKind::Unsupported | ErrorKind::NotFound => Self::BadInput,
             ErrorKind::Timeout => Self::TimedOut,
             ErrorKind::Cancelled => Self::Cancelled,
             _ => Self::Failed,

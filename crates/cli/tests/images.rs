@@ -21,7 +21,7 @@ async fn promote_runs_in_production_exactly_what_staging_runs() {
     w.push("v1");
     let v2 = w.push("v2");
     assert_eq!(output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1"])).0, 0);
-    assert_eq!(output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v2"])).0, 0);
+    assert_eq!(output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v2", "--sha", "2222222abc"])).0, 0);
     // the environment tag follows what runs
     assert_eq!(w.registry.tag_digest(REPO_API, "staging").as_deref(), Some(digest_of(&v2, "api")));
 
@@ -45,6 +45,11 @@ async fn promote_runs_in_production_exactly_what_staging_runs() {
         w.fly.machines("forgestack-api-production").into_iter().map(|m| m.region).collect();
     assert_eq!(regions.into_iter().collect::<Vec<_>>(), ["fra", "iad"]);
     assert_eq!(w.registry.tag_digest(REPO_API, "production").as_deref(), Some(digest_of(&v2, "api")));
+    // the promoted release records the commit staging's release was built from
+    let (code, stdout, _) = output(w.shipit().args(["releases", "--env", "production", "--service", "api", "--json"]));
+    assert_eq!(code, 0);
+    let live: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!((live["status"].as_str(), live["git_sha"].as_str()), (Some("live"), Some("2222222abc")), "{live}");
 
     let (code, _, stderr) = output(w.shipit().args(["promote", "staging", "staging"]));
     assert_eq!(code, 4, "{stderr}");

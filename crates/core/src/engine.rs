@@ -324,6 +324,7 @@ pub async fn promote(
     }
     let services = select(to, &opts.services)?;
     let mut images = BTreeMap::new();
+    let mut shas = BTreeSet::new();
     for s in &services {
         let Some(source) = from.env.services.get(&s.name) else {
             return Err(Error::new(ErrorKind::InvalidConfig, format!("{} has no service {}", from.env.name, s.name)));
@@ -351,8 +352,24 @@ pub async fn promote(
             );
         }
         images.insert(s.name.clone(), source.image.with_digest(&digest));
+        if let Ok(releases) = from_platform.releases(from, source).await
+            && let Some(live) = releases
+                .iter()
+                .find(|r| r.status == ReleaseStatus::Live && r.digest.as_deref() == Some(digest.as_str()))
+        {
+            shas.insert(live.git_sha.clone());
+        } else {
+            shas.insert(None);
+        }
     }
-    run_release(to_platform, registry, to, "promote", &services, Images::Pinned(&images), opts, events).await
+    // The promoted release records the commit staging's release was built from, when they agree.
+    let mut opts = opts.clone();
+    if opts.git_sha.is_none()
+        && let [Some(sha)] = shas.into_iter().collect::<Vec<_>>().as_slice()
+    {
+        opts.git_sha = Some(sha.clone());
+    }
+    run_release(to_platform, registry, to, "promote", &services, Images::Pinned(&images), &opts, events).await
 }
 
 /// Where a release's digests come from.
@@ -494,10 +511,6 @@ async fn run_release(
         }
     }
 
-    if let Some(registry) = registry.filter(|_| opts.move_env_tag) {
-        move_env_tags(registry, services, images, &results, &target.env.name, events).await;
-    }
-
     let any_failed = results.values().any(|(r, _)| *r == ServiceResult::Failed);
     let cancelled = opts.cancel.is_cancelled();
     if any_failed && opts.on_failure == OnFailure::Rollback && !cancelled {
@@ -526,6 +539,11 @@ async fn run_release(
                 };
             }
         }
+    }
+
+    // Only services that stayed on the new release get the environment's tag.
+    if let Some(registry) = registry.filter(|_| opts.move_env_tag) {
+        move_env_tags(registry, services, images, &results, &target.env.name, events).await;
     }
 
     let after = statuses(platform, target, services).await.unwrap_or_default();

@@ -70,7 +70,8 @@ pub fn run(cli: &Cli, args: &DoctorArgs) -> Exit {
         } else {
             r.line(
                 cli,
-                Some(false),
+                // Only Fly deploys are built; a missing token for the others is not yet a problem.
+                if *k == PlatformKind::Fly { Some(false) } else { None },
                 "token",
                 &format!("{var} is not set: deploys to {k} will fail (export it, in CI from a secret)"),
             );
