@@ -49,6 +49,12 @@ async fn deploy_then_failed_release_is_rolled_back_then_manual_rollback() {
     assert!(stdout.contains("previous release was put back"), "{stdout}");
     assert!(w.digests_running("forgestack-api-staging").iter().all(|d| d == digest_of(&v1, "api")), "api back on v1");
     assert!(w.fly.leases_held().is_empty());
+    let machine = &w.fly.machines("forgestack-api-staging")[0];
+    assert_eq!(
+        machine.metadata.get("shipit_git_sha").map(String::as_str),
+        Some("1111111"),
+        "the restored release keeps its commit"
+    );
 
     // a crash fails fast and is rolled back: exit 1
     let v3 = w.push("v3");

@@ -271,7 +271,7 @@ fn release_of(status: &ServiceStatus) -> Option<Release> {
         service: status.service.clone(),
         image: status.image.clone(),
         digest: Some(digest),
-        git_sha: None,
+        git_sha: status.git_sha.clone(),
         created_at: None,
         status: ReleaseStatus::Superseded,
     })
@@ -352,15 +352,7 @@ pub async fn promote(
             );
         }
         images.insert(s.name.clone(), source.image.with_digest(&digest));
-        if let Ok(releases) = from_platform.releases(from, source).await
-            && let Some(live) = releases
-                .iter()
-                .find(|r| r.status == ReleaseStatus::Live && r.digest.as_deref() == Some(digest.as_str()))
-        {
-            shas.insert(live.git_sha.clone());
-        } else {
-            shas.insert(None);
-        }
+        shas.insert(st.git_sha.clone());
     }
     // The promoted release records the commit staging's release was built from, when they agree.
     let mut opts = opts.clone();
@@ -739,7 +731,7 @@ async fn restore(
     {
         return Restore::Untouched;
     }
-    let Some(mut previous) = before.and_then(release_of) else {
+    let Some(previous) = before.and_then(release_of) else {
         events.emit(Event::RollbackFailed {
             service: name.clone(),
             reason: "nothing to roll back to: it had no earlier release".to_string(),
@@ -747,12 +739,6 @@ async fn restore(
         return Restore::NotRestored;
     };
     let digest = previous.digest.clone().unwrap_or_default();
-    // Keep the release's git sha on the restored instances.
-    if let Ok(releases) = platform.releases(target, service).await
-        && let Some(r) = releases.iter().find(|r| r.id == previous.id && r.digest == previous.digest)
-    {
-        previous.git_sha = r.git_sha.clone();
-    }
     events.emit(Event::RollbackStarted {
         service: name.clone(),
         release: Some(previous.id.clone()),

@@ -189,6 +189,8 @@ pub struct ServiceStatus {
     pub exists: bool,
     /// shipit release id it runs.
     pub release: Option<String>,
+    /// Git commit of that release, when the platform keeps it.
+    pub git_sha: Option<String>,
     /// Digest it runs (when every instance runs the same one).
     pub digest: Option<String>,
     /// Image it runs.
@@ -205,6 +207,7 @@ impl ServiceStatus {
             platform_name,
             exists: false,
             release: None,
+            git_sha: None,
             digest: None,
             image: None,
             instances: Vec::new(),

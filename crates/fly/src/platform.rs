@@ -796,6 +796,7 @@ impl Platform for FlyPlatform {
         st.exists = true;
         st.digest = common(machines.iter().map(|m| digest_of_config(&m.config)));
         st.release = common(machines.iter().map(|m| m.metadata(META_RELEASE).map(str::to_string)));
+        st.git_sha = common(machines.iter().map(|m| m.metadata(machine::META_GIT_SHA).map(str::to_string)));
         st.image = common(machines.iter().map(|m| image_of(&m.config).map(str::to_string)));
         st.instances = machines
             .iter()

@@ -72,6 +72,17 @@ impl From<OnFailureArg> for OnFailure {
     }
 }
 
+/// Prints the verdict of a deploy, promote or rollback and turns it into the exit code.
+fn verdict(cli: &Cli, out: &Output, result: Result<engine::Summary, Error>) -> Exit {
+    match result {
+        Ok(summary) => {
+            out.summary(&summary);
+            Exit::for_summary(&summary)
+        }
+        Err(e) => fail(cli, &e),
+    }
+}
+
 fn fail(cli: &Cli, e: &Error) -> Exit {
     diagnostics::error(cli, &e.to_string(), hint(e.kind));
     Exit::for_error(e.kind)
@@ -174,13 +185,7 @@ pub fn deploy(cli: &Cli, args: &DeployArgs) -> Exit {
         opts.cancel = cancel;
         opts.force = args.force;
         let events = out.events();
-        match engine::deploy(platform.as_ref(), &resolver, target, &args.tag, &opts, &events).await {
-            Ok(summary) => {
-                out.summary(&summary);
-                Exit::for_summary(&summary)
-            }
-            Err(e) => fail(cli, &e),
-        }
+        verdict(cli, &out, engine::deploy(platform.as_ref(), &resolver, target, &args.tag, &opts, &events).await)
     })
 }
 
@@ -243,15 +248,12 @@ pub fn promote(cli: &Cli, args: &PromoteArgs) -> Exit {
         opts.force = args.force;
         opts.cancel = cancel;
         let events = out.events();
-        match engine::promote(from_platform.as_ref(), from, to_platform.as_ref(), to, Some(&registry), &opts, &events)
-            .await
-        {
-            Ok(summary) => {
-                out.summary(&summary);
-                Exit::for_summary(&summary)
-            }
-            Err(e) => fail(cli, &e),
-        }
+        verdict(
+            cli,
+            &out,
+            engine::promote(from_platform.as_ref(), from, to_platform.as_ref(), to, Some(&registry), &opts, &events)
+                .await,
+        )
     })
 }
 
@@ -277,13 +279,7 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Exit {
         opts.cancel = cancel;
         let registry = platforms::resolver().ok();
         let registry_ref = registry.as_ref().map(|r| r as &dyn shipit_core::ImageRegistry);
-        match engine::rollback(platform.as_ref(), registry_ref, target, &to, &opts, &out.events()).await {
-            Ok(summary) => {
-                out.summary(&summary);
-                Exit::for_summary(&summary)
-            }
-            Err(e) => fail(cli, &e),
-        }
+        verdict(cli, &out, engine::rollback(platform.as_ref(), registry_ref, target, &to, &opts, &out.events()).await)
     })
 }
 
