@@ -219,17 +219,7 @@ pub fn select<'a>(target: Target<'a>, names: &[String]) -> Result<Vec<&'a Servic
 fn levels<'a>(services: &[&'a Service]) -> Vec<Vec<&'a Service>> {
     let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
     let deps = |s: &Service| -> BTreeSet<String> {
-        s.env
-            .values()
-            .filter_map(|v| match v {
-                EnvValue::From(r)
-                    if r.kind == ReferenceKind::Service && r.target != s.name && names.contains(r.target.as_str()) =>
-                {
-                    Some(r.target.clone())
-                }
-                _ => None,
-            })
-            .collect()
+        dependencies_of(s).into_iter().filter(|d| *d != s.name && names.contains(d)).map(str::to_string).collect()
     };
     let mut done: BTreeSet<String> = BTreeSet::new();
     let mut left: Vec<&Service> = services.to_vec();
