@@ -63,6 +63,7 @@ impl Exit {
             Outcome::Succeeded => Self::Ok,
             Outcome::TimedOut => Self::TimedOut,
             Outcome::Failed => Self::NotRestored,
+            Outcome::Partial => Self::Failed,
             Outcome::Cancelled => Self::Cancelled,
             Outcome::NothingChanged => match summary.failure_kind() {
                 Some(ErrorKind::Unauthorized) => Self::Auth,

@@ -231,6 +231,7 @@ fn verdict_text(s: &Summary) -> &'static str {
     match s.outcome {
         Outcome::Succeeded => "live and healthy",
         Outcome::RolledBack => "FAILED — the previous release was put back",
+        Outcome::Partial => "FAILED — the services that failed run their previous release; the others run the new one",
         Outcome::TimedOut => "TIMED OUT — the previous release was put back",
         Outcome::Failed => "FAILED — NOT every service could be put back",
         Outcome::Cancelled => "CANCELLED — stopped; see what runs below",

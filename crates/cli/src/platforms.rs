@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use shipit_core::{Error, ErrorKind, Platform, PlatformKind, Service, Strategy, Target};
+use shipit_core::{Error, ErrorKind, PlannedCall, Platform, PlatformKind, Service, Strategy, Target};
 
 use crate::cli::Cli;
 use crate::exit::Exit;
@@ -45,50 +45,63 @@ pub fn dry_run(
             return Exit::BadInput;
         }
     };
-    let strategy = strategy.unwrap_or(target.env.strategy);
-    if !platform.capabilities().strategies.contains(&strategy) {
-        let e = Error::unsupported(platform.kind().as_str(), format!("the {} strategy", strategy.as_str()));
+    let strategy = strategy.or(target.env.strategy);
+    if let Err(e) = platform.capabilities().check_strategy(platform.kind(), strategy) {
         crate::diagnostics::error(cli, &e.to_string(), None);
         return Exit::BadInput;
     }
+    let strategy_name = strategy.map_or("the platform's own", |s| s.as_str());
     let mut calls = Vec::new();
     for s in services {
         let tagged = s.image.with_tag(tag);
-        let mut these = vec![format!(
-            "registry: HEAD https://{}/v2/{}/manifests/{tag} (tag -> digest)",
-            tagged.registry, tagged.repository
-        )];
-        these.extend(platform.describe_deploy(target, s, &tagged));
+        let mut these = vec![
+            PlannedCall::new("HEAD", format!("https://{}/v2/{}/manifests/{tag}", tagged.registry, tagged.repository))
+                .note("registry: tag -> digest"),
+        ];
+        match platform.describe_deploy(target, s, &tagged) {
+            Ok(c) => these.extend(c),
+            Err(e) => {
+                crate::diagnostics::error(cli, &format!("{}: {e}", s.name), None);
+                return Exit::for_error(e.kind);
+            }
+        }
         calls.push((s.name.clone(), these));
     }
     if out.json() {
         let files: Vec<_> =
             files.iter().map(|f| serde_json::json!({ "path": f.path, "contents": f.contents })).collect();
-        let calls: Vec<_> = calls.iter().map(|(s, c)| serde_json::json!({ "service": s, "calls": c })).collect();
+        let services: Vec<_> = calls.iter().map(|(s, c)| serde_json::json!({ "service": s, "calls": c })).collect();
         out.json_line(&serde_json::json!({
             "event": "dry_run",
             "env": target.env.name,
             "platform": platform.kind(),
             "tag": tag,
-            "strategy": strategy.as_str(),
+            "strategy": strategy.map(|s| s.as_str()),
             "files": files,
-            "services": calls,
+            "services": services,
         }));
         return Exit::Ok;
     }
     println!(
-        "dry run: deploy {tag} to {} on {} ({} strategy); nothing is sent\n",
+        "dry run: deploy {tag} to {} on {} ({strategy_name} strategy); nothing is sent\n",
         target.env.name,
         platform.kind(),
-        strategy.as_str()
     );
     for f in &files {
         println!("--- {} ---\n{}", f.path, f.contents);
     }
     for (service, these) in &calls {
         println!("--- calls for {service} ---");
+        let mut group: Option<&str> = None;
         for c in these {
-            println!("{c}");
+            if c.when.as_deref() != group {
+                group = c.when.as_deref();
+                if let Some(g) = group {
+                    println!("{g}");
+                }
+            }
+            let indent = if group.is_some() { "  " } else { "" };
+            println!("{indent}{}", c.line());
         }
         println!();
     }

@@ -15,6 +15,10 @@
 //! Rendering is deterministic: maps are ordered (services in manifest order, variables sorted by
 //! name), so the same manifest always yields byte-identical files, which `shipit render --check`
 //! relies on.
+//!
+//! What every API client needs lives here once ([`http`], [`retry`]): Retry-After and
+//! rate-limit headers, error bodies scrubbed of secrets and cut to size, status polling with a
+//! deadline and cancellation, and retries that keep each client's own error type.
 
 pub mod compose;
 pub mod duration;
@@ -23,6 +27,7 @@ pub mod error;
 pub mod events;
 pub mod files;
 pub mod github;
+pub mod http;
 pub mod image;
 pub mod manifest;
 pub mod model;

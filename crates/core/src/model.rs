@@ -346,8 +346,8 @@ pub struct Environment {
     pub target: Option<PlatformKind>,
     /// Regions, in the platform's spelling; empty means the target's default.
     pub regions: Vec<String>,
-    /// Rollout strategy (default rolling).
-    pub strategy: Strategy,
+    /// Rollout strategy; `None` (not written) is the platform's own way (rolling on Fly).
+    pub strategy: Option<Strategy>,
     /// Every service, with this environment's overrides merged over the base.
     pub services: IndexMap<String, Service>,
 }

@@ -6,7 +6,27 @@
 //! [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) error.
 //!
 //! Each method works on one service of one environment. Deploys are by digest: the engine
-//! resolves tags first, so a platform never sees a tag that could move under it.
+//! resolves tags first and hands a platform a [`PinnedImage`], so a platform never sees a tag
+//! that could move under it.
+//!
+//! # Restore points
+//!
+//! Deciding is the engine's job, restoring the platform's. Before it changes a service the
+//! engine takes a [`RestorePoint`] ([`Platform::restore_point`]): what runs (as a [`Release`])
+//! plus whatever the platform needs to put back *everything a deploy moves*, kept opaque in
+//! [`RestorePoint::state`] (Fly: every machine's config; Railway: the live deployment and the
+//! service instance's source and settings; Render: the live deploy and the service's image and
+//! settings). [`Platform::deploy`] says whether it touched anything ([`DeployFailure::touched`]):
+//! a failure before any change needs no restore. On failure the engine calls
+//! [`Platform::restore`], which puts image *and* settings back (never old secret values), so
+//! that a later redeploy or variable change cannot resurrect the failed image. A manual
+//! rollback takes its point from history ([`Platform::release_point`]) and goes through the
+//! same `restore`.
+//!
+//! A deploy runs under the environment's lock where the platform has one
+//! ([`Capabilities::locks`]); once it holds it, it re-reads what runs and refreshes the restore
+//! point it was given, so a deploy that waited for another one never "restores" the other
+//! deploy's work away.
 
 use std::time::Duration;
 
@@ -14,26 +34,76 @@ use secrecy::SecretString;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::events::Events;
 use crate::files::{RenderError, RenderedFile};
 use crate::image::ImageRef;
 use crate::model::{App, EnvValue, Environment, PlatformKind, ReferenceKind, Service, Strategy};
 
-/// What a platform can do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What a platform can do. The engine reads it; the conformance suite skips checks by it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Capabilities {
-    /// Rollout strategies it implements.
-    pub strategies: Vec<Strategy>,
-    /// Whether it has rollback of its own (Railway, Render) or shipit redeploys the old digest (Fly).
+    /// Whether the platform has a rollback of its own (Railway, Render). The engine never calls it
+    /// directly: a platform's `restore` uses it where it restores exactly what a deploy moved.
     pub native_rollback: bool,
+    /// Rollout strategies a deploy may ask for. Empty: only the platform's own way (a request
+    /// with no strategy), as on Railway and Render.
+    pub strategies: Vec<Strategy>,
+    /// Whether concurrent deploys are excluded by locks the platform keeps (Fly's leases).
+    pub locks: bool,
     /// Whether it scales between min and max by itself.
     pub autoscaling: bool,
     /// Whether shipit can create its databases.
     pub managed_databases: bool,
-    /// Whether concurrent deploys are excluded by leases.
-    pub leases: bool,
+}
+
+impl Capabilities {
+    /// Whether a deploy may ask for `strategy` (`None`, the platform's own way, always may).
+    pub fn supports(&self, strategy: Option<Strategy>) -> bool {
+        strategy.is_none_or(|s| self.strategies.contains(&s))
+    }
+
+    /// Refuses a strategy the platform does not implement.
+    pub fn check_strategy(&self, platform: PlatformKind, strategy: Option<Strategy>) -> Result<(), Error> {
+        match strategy {
+            Some(s) if !self.supports(Some(s)) => {
+                Err(Error::unsupported(platform.as_str(), format!("the {} strategy", s.as_str())))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// An image pinned by digest: the only kind of image a platform is handed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct PinnedImage(ImageRef);
+
+impl PinnedImage {
+    /// Pins `image`; refused when it has no digest.
+    pub fn new(image: ImageRef) -> Result<Self, Error> {
+        match &image.digest {
+            Some(d) if !d.is_empty() => Ok(Self(image)),
+            _ => Err(Error::new(ErrorKind::InvalidConfig, format!("deploys are by digest, and {image} has none"))),
+        }
+    }
+
+    /// The digest (`sha256:…`).
+    pub fn digest(&self) -> &str {
+        self.0.digest.as_deref().unwrap_or_default()
+    }
+
+    /// The image reference (with its digest, and its tag when known).
+    pub fn image(&self) -> &ImageRef {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PinnedImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// One environment of one app on one platform: where an operation happens.
@@ -78,33 +148,150 @@ pub struct DeployRequest<'a> {
     /// Which service (with the environment's overrides).
     pub service: &'a Service,
     /// The image, pinned by digest.
-    pub image: ImageRef,
+    pub image: PinnedImage,
     /// The release this deploy makes live.
     pub release: ReleaseInfo,
-    /// How instances are replaced.
-    pub strategy: Strategy,
+    /// How instances are replaced; `None` is the platform's own way.
+    pub strategy: Option<Strategy>,
     /// How long to wait for the new release to become healthy.
     pub wait_timeout: Duration,
     /// Whether the platform may create the app or service when it does not exist.
     pub create: bool,
     /// How long to wait for another deploy's lock before failing with a conflict.
     pub lock_wait: Duration,
-    /// Set when this deploy restores an older release because `failed` did not work.
-    pub failed_release: Option<String>,
     /// Ctrl-C / SIGTERM: stop between steps, release locks, leave instances on a known image.
     pub cancel: CancellationToken,
     /// Where progress goes.
     pub events: Events,
 }
 
-impl DeployRequest<'_> {
+impl<'a> DeployRequest<'a> {
+    /// A request with defaults (the platform's own strategy, 5 minute wait, may create, no lock
+    /// wait, no cancellation, events dropped); set the other (public) fields as needed.
+    pub fn new(target: Target<'a>, service: &'a Service, image: PinnedImage, release: ReleaseInfo) -> Self {
+        Self {
+            target,
+            service,
+            image,
+            release,
+            strategy: None,
+            wait_timeout: Duration::from_secs(300),
+            create: true,
+            lock_wait: Duration::ZERO,
+            cancel: CancellationToken::new(),
+            events: Events::none(),
+        }
+    }
+
     /// The digest being deployed.
     pub fn digest(&self) -> &str {
-        self.image.digest.as_deref().unwrap_or_default()
+        self.image.digest()
     }
 }
 
-/// The result of a deploy or rollback of one service.
+/// Why a service is being put back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RestoreReason {
+    /// Release `release` failed on this service.
+    Failed {
+        /// The release that failed.
+        release: ReleaseInfo,
+        /// What went wrong.
+        why: String,
+    },
+    /// Release `release` was fine here, but another service of it failed (`--atomic`).
+    Atomic {
+        /// The release being taken back.
+        release: ReleaseInfo,
+        /// Which service failed, and how.
+        why: String,
+    },
+    /// `shipit rollback`: a person or CI asked for an earlier release.
+    Rollback,
+}
+
+impl RestoreReason {
+    /// The release being replaced because it failed (never a rollback target afterwards).
+    pub fn failed_release(&self) -> Option<&ReleaseInfo> {
+        match self {
+            Self::Failed { release, .. } | Self::Atomic { release, .. } => Some(release),
+            Self::Rollback => None,
+        }
+    }
+}
+
+/// Everything a platform needs to put one service back to a [`RestorePoint`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RestoreRequest<'a> {
+    /// Where.
+    pub target: Target<'a>,
+    /// Which service.
+    pub service: &'a Service,
+    /// Why.
+    pub reason: RestoreReason,
+    /// How long the restored release may take to become healthy.
+    pub wait_timeout: Duration,
+    /// How long to wait for another deploy's lock.
+    pub lock_wait: Duration,
+    /// Ctrl-C / SIGTERM.
+    pub cancel: CancellationToken,
+    /// Where progress goes.
+    pub events: Events,
+}
+
+impl<'a> RestoreRequest<'a> {
+    /// A request with defaults (5 minute wait, 30 s lock wait, no cancellation, events dropped).
+    pub fn new(target: Target<'a>, service: &'a Service, reason: RestoreReason) -> Self {
+        Self {
+            target,
+            service,
+            reason,
+            wait_timeout: Duration::from_secs(300),
+            lock_wait: Duration::from_secs(30),
+            cancel: CancellationToken::new(),
+            events: Events::none(),
+        }
+    }
+}
+
+/// What runs for one service, and what the platform needs to put it back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct RestorePoint {
+    /// Service.
+    pub service: String,
+    /// Whether the platform had the service (app, service) at all.
+    pub exists: bool,
+    /// The release that runs (shipit's id, the platform's id, digest, git sha); `None` when
+    /// nothing runs or no single release does (a rollout left half done).
+    pub release: Option<Release>,
+    /// The platform's own record of everything a deploy changes (opaque to the engine; never
+    /// holds secret values).
+    #[serde(skip)]
+    pub state: serde_json::Value,
+}
+
+impl RestorePoint {
+    /// A point for a service the platform does not have.
+    pub fn missing(service: impl Into<String>) -> Self {
+        Self { service: service.into(), exists: false, release: None, state: serde_json::Value::Null }
+    }
+
+    /// A point for a service that exists.
+    pub fn new(service: impl Into<String>, release: Option<Release>, state: serde_json::Value) -> Self {
+        Self { service: service.into(), exists: true, release, state }
+    }
+
+    /// The digest it would put back, if one release runs.
+    pub fn digest(&self) -> Option<&str> {
+        self.release.as_ref().and_then(|r| r.digest.as_deref())
+    }
+}
+
+/// The result of a deploy or restore of one service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Deployed {
@@ -118,15 +305,51 @@ pub struct Deployed {
     pub instances: usize,
 }
 
+impl Deployed {
+    /// A deploy result.
+    pub fn new(service: impl Into<String>, digest: impl Into<String>, changed: bool, instances: usize) -> Self {
+        Self { service: service.into(), digest: digest.into(), changed, instances }
+    }
+}
+
+/// A deploy that failed, and whether it changed anything before it did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct DeployFailure {
+    /// What went wrong.
+    pub error: Error,
+    /// Whether anything the service runs or is set to run may have changed (an update sent, even
+    /// one whose answer was lost). False: what ran before still runs, nothing to restore.
+    pub touched: bool,
+}
+
+impl DeployFailure {
+    /// Failed before changing anything.
+    pub fn untouched(error: Error) -> Self {
+        Self { error, touched: false }
+    }
+
+    /// Failed after something changed (or may have).
+    pub fn touched(error: Error) -> Self {
+        Self { error, touched: true }
+    }
+}
+
+impl From<DeployFailure> for Error {
+    fn from(f: DeployFailure) -> Self {
+        f.error
+    }
+}
+
 /// Where a release stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReleaseStatus {
     /// What runs now.
     Live,
-    /// Ran successfully and was later replaced: a rollback target.
+    /// Passed its health gate and was later replaced: a rollback target.
     Superseded,
-    /// Failed (and was rolled back): never a rollback target.
+    /// Failed, or never passed its health gate: never a rollback target.
     Failed,
     /// Still rolling out.
     InProgress,
@@ -155,13 +378,80 @@ pub struct Release {
 }
 
 impl Release {
-    /// Whether a rollback may return to this release.
+    /// A release with only its id, service and status; set the other (public) fields as known.
+    pub fn new(id: impl Into<String>, service: impl Into<String>, status: ReleaseStatus) -> Self {
+        Self {
+            id: id.into(),
+            platform_id: None,
+            service: service.into(),
+            image: None,
+            digest: None,
+            git_sha: None,
+            created_at: None,
+            status,
+        }
+    }
+
+    /// Whether a rollback may return to this release: it passed its gate and has a digest.
     pub fn is_rollback_target(&self) -> bool {
         self.status == ReleaseStatus::Superseded && self.digest.is_some()
     }
+
+    /// Who and what it is, for a platform that records releases.
+    pub fn info(&self) -> ReleaseInfo {
+        ReleaseInfo::new(self.id.clone(), self.git_sha.clone())
+    }
 }
 
-/// One running instance (a Fly machine, a Render instance…).
+/// Where one instance stands, in shipit's words (each platform maps its own states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum InstanceState {
+    /// Created, not started yet.
+    Created,
+    /// Starting (or being replaced).
+    Starting,
+    /// Running.
+    Started,
+    /// Stopping.
+    Stopping,
+    /// Stopped (on purpose, or scaled to zero).
+    Stopped,
+    /// Suspended or sleeping.
+    Suspended,
+    /// Failed or crashed.
+    Failed,
+    /// Gone.
+    Destroyed,
+    /// A state shipit does not know.
+    Unknown,
+}
+
+impl InstanceState {
+    /// The name, as in JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Starting => "starting",
+            Self::Started => "started",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Suspended => "suspended",
+            Self::Failed => "failed",
+            Self::Destroyed => "destroyed",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One running instance (a Fly machine, a Railway replica, a Render instance…).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Instance {
@@ -169,12 +459,25 @@ pub struct Instance {
     pub id: String,
     /// Region.
     pub region: Option<String>,
-    /// Platform state (`started`, `stopped`…).
-    pub state: String,
+    /// Where it stands.
+    pub state: InstanceState,
     /// Digest it runs.
     pub digest: Option<String>,
     /// Whether every health check passes.
     pub healthy: bool,
+}
+
+impl Instance {
+    /// An instance.
+    pub fn new(
+        id: impl Into<String>,
+        region: Option<String>,
+        state: InstanceState,
+        digest: Option<String>,
+        healthy: bool,
+    ) -> Self {
+        Self { id: id.into(), region, state, digest, healthy }
+    }
 }
 
 /// What runs for one service now.
@@ -254,6 +557,16 @@ pub struct ServicePlan {
 }
 
 impl ServicePlan {
+    /// A plan.
+    pub fn new(
+        service: impl Into<String>,
+        platform_name: impl Into<String>,
+        create: bool,
+        changes: Vec<FieldChange>,
+    ) -> Self {
+        Self { service: service.into(), platform_name: platform_name.into(), create, changes }
+    }
+
     /// Whether anything would change.
     pub fn has_changes(&self) -> bool {
         self.create || !self.changes.is_empty()
@@ -270,6 +583,84 @@ pub struct SecretsSynced {
     pub names: Vec<String>,
     /// The platform's secrets version after the change, when it has one.
     pub version: Option<u64>,
+}
+
+impl SecretsSynced {
+    /// A sync result.
+    pub fn new(service: impl Into<String>, names: Vec<String>, version: Option<u64>) -> Self {
+        Self { service: service.into(), names, version }
+    }
+}
+
+/// One API call a deploy would make: what `deploy --dry-run` prints. Bodies have secret values
+/// masked (shipit never has them at that point anyway: secrets are set by `secrets sync`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct PlannedCall {
+    /// `GET`, `POST`…; for GraphQL `POST` too, with [`operation`](Self::operation) set.
+    pub method: String,
+    /// The whole URL (`{id}` stands for a value only known at run time).
+    pub url: String,
+    /// The GraphQL operation name, for GraphQL APIs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// The request body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
+    /// When the call is made (`for each machine whose image or settings differ`); calls with the
+    /// same `when` form one group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// Why, or what the answer decides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl PlannedCall {
+    /// A call.
+    pub fn new(method: impl Into<String>, url: impl Into<String>) -> Self {
+        Self { method: method.into(), url: url.into(), operation: None, body: None, when: None, note: None }
+    }
+
+    /// With a body.
+    pub fn body(mut self, body: serde_json::Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    /// A GraphQL operation.
+    pub fn operation(mut self, name: impl Into<String>) -> Self {
+        self.operation = Some(name.into());
+        self
+    }
+
+    /// Made only under this condition, or once per such thing.
+    pub fn when(mut self, when: impl Into<String>) -> Self {
+        self.when = Some(when.into());
+        self
+    }
+
+    /// With a note.
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+
+    /// One line, as the human dry run prints it: `POST url {body}    (note)`.
+    pub fn line(&self) -> String {
+        let mut s = format!("{} {}", self.method, self.url);
+        if let Some(op) = &self.operation {
+            s.push_str(&format!(" {op}"));
+        }
+        if let Some(b) = &self.body {
+            s.push(' ');
+            s.push_str(&b.to_string());
+        }
+        if let Some(n) = &self.note {
+            s.push_str(&format!("    ({n})"));
+        }
+        s
+    }
 }
 
 /// A deployment platform.
@@ -291,24 +682,56 @@ pub trait Platform: Send + Sync {
 
     /// The API calls a deploy of `service` to `image` would make, in order, with their bodies:
     /// what `shipit deploy --dry-run` prints. Makes no request and needs no token.
-    fn describe_deploy(&self, target: Target<'_>, service: &Service, image: &ImageRef) -> Vec<String>;
+    fn describe_deploy(
+        &self,
+        target: Target<'_>,
+        service: &Service,
+        image: &ImageRef,
+    ) -> Result<Vec<PlannedCall>, Error>;
 
     /// Desired vs live for one service; `image` is the digest a deploy would use, if known.
     async fn plan(&self, target: Target<'_>, service: &Service, image: Option<&ImageRef>)
     -> Result<ServicePlan, Error>;
 
-    /// Rolls `req.service` out to `req.image`, health-gated. On failure the instances already
-    /// updated are left for the engine to roll back; leases are always released.
-    async fn deploy(&self, req: &DeployRequest<'_>) -> Result<Deployed, Error>;
+    /// What runs now and everything a deploy would change: taken before any change.
+    async fn restore_point(&self, target: Target<'_>, service: &Service) -> Result<RestorePoint, Error>;
+
+    /// The point that returns `service` to `release` (from [`releases`](Self::releases)): its
+    /// image and its settings as they were, today's secrets.
+    async fn release_point(
+        &self,
+        target: Target<'_>,
+        service: &Service,
+        release: &Release,
+    ) -> Result<RestorePoint, Error>;
+
+    /// Rolls `req.service` out to `req.image`, health-gated, under the environment's lock.
+    /// Once it holds the lock it refreshes `point` from what runs then. On failure it says
+    /// whether it touched anything; locks are always released; restoring is left to the engine.
+    async fn deploy(&self, req: &DeployRequest<'_>, point: &mut RestorePoint) -> Result<Deployed, DeployFailure>;
+
+    /// Puts `req.service` back to `point`: image and settings, health-gated, never old secret
+    /// values. Records `req.reason`'s failed release as failed where the platform keeps such
+    /// records, so it is never a rollback target. On failure it says whether it touched anything.
+    async fn restore(&self, req: &RestoreRequest<'_>, point: &RestorePoint) -> Result<Deployed, DeployFailure>;
+
+    /// Records that `release` failed on `service` and was left in place (`--on-failure leave`,
+    /// or nothing to go back to), where the platform does not record that by itself.
+    async fn mark_failed(
+        &self,
+        _target: Target<'_>,
+        _service: &Service,
+        _release: &ReleaseInfo,
+        _why: &str,
+    ) -> Result<(), Error> {
+        Ok(())
+    }
 
     /// What runs now.
     async fn status(&self, target: Target<'_>, service: &Service) -> Result<ServiceStatus, Error>;
 
     /// Releases of one service, newest first.
     async fn releases(&self, target: Target<'_>, service: &Service) -> Result<Vec<Release>, Error>;
-
-    /// Returns `req.service` to release `to` through the same health-gated path.
-    async fn rollback(&self, req: &DeployRequest<'_>, to: &Release) -> Result<Deployed, Error>;
 
     /// Sets secrets by name; never logs or returns values.
     async fn sync_secrets(
@@ -347,94 +770,4 @@ pub fn database_reference_names(service: &Service) -> impl Iterator<Item = &str>
         .iter()
         .filter(|(_, v)| matches!(v, EnvValue::From(r) if r.kind == ReferenceKind::Database))
         .map(|(k, _)| k.as_str())
-}
-
-// Constructors for the `#[non_exhaustive]` results above, so platform crates can build them.
-
-impl Capabilities {
-    /// Capabilities.
-    pub fn new(
-        strategies: Vec<Strategy>,
-        native_rollback: bool,
-        autoscaling: bool,
-        managed_databases: bool,
-        leases: bool,
-    ) -> Self {
-        Self { strategies, native_rollback, autoscaling, managed_databases, leases }
-    }
-}
-
-impl Deployed {
-    /// A deploy result.
-    pub fn new(service: impl Into<String>, digest: impl Into<String>, changed: bool, instances: usize) -> Self {
-        Self { service: service.into(), digest: digest.into(), changed, instances }
-    }
-}
-
-impl Release {
-    /// A release with only its id, service and status; set the other (public) fields as known.
-    pub fn new(id: impl Into<String>, service: impl Into<String>, status: ReleaseStatus) -> Self {
-        Self {
-            id: id.into(),
-            platform_id: None,
-            service: service.into(),
-            image: None,
-            digest: None,
-            git_sha: None,
-            created_at: None,
-            status,
-        }
-    }
-}
-
-impl Instance {
-    /// An instance.
-    pub fn new(
-        id: impl Into<String>,
-        region: Option<String>,
-        state: impl Into<String>,
-        digest: Option<String>,
-        healthy: bool,
-    ) -> Self {
-        Self { id: id.into(), region, state: state.into(), digest, healthy }
-    }
-}
-
-impl ServicePlan {
-    /// A plan.
-    pub fn new(
-        service: impl Into<String>,
-        platform_name: impl Into<String>,
-        create: bool,
-        changes: Vec<FieldChange>,
-    ) -> Self {
-        Self { service: service.into(), platform_name: platform_name.into(), create, changes }
-    }
-}
-
-impl SecretsSynced {
-    /// A sync result.
-    pub fn new(service: impl Into<String>, names: Vec<String>, version: Option<u64>) -> Self {
-        Self { service: service.into(), names, version }
-    }
-}
-
-impl<'a> DeployRequest<'a> {
-    /// A request with defaults (rolling, 5 minute wait, may create, no lock wait, no
-    /// cancellation, events dropped); set the other (public) fields as needed.
-    pub fn new(target: Target<'a>, service: &'a Service, image: ImageRef, release: ReleaseInfo) -> Self {
-        Self {
-            target,
-            service,
-            image,
-            release,
-            strategy: Strategy::Rolling,
-            wait_timeout: Duration::from_secs(300),
-            create: true,
-            lock_wait: Duration::ZERO,
-            failed_release: None,
-            cancel: CancellationToken::new(),
-            events: Events::none(),
-        }
-    }
 }

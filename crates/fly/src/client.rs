@@ -632,6 +632,18 @@ impl FlyClient {
         let v: Value = self.get("secrets", format!("/apps/{app}/secrets")).await?;
         Ok(secret_names(&v))
     }
+
+    /// `POST /apps/{app}/machines/{id}/metadata/{key} {"value": …}`: changes the machine's
+    /// `config.metadata` without a new config version or a restart. Setting the same value
+    /// again is harmless, so this is retried.
+    pub async fn set_metadata(&self, app: &str, id: &str, key: &str, value: &str) -> Result<(), FlyError> {
+        let body = serde_json::json!({ "value": value });
+        self.retrying(|| {
+            self.send(Call::new(Method::POST, format!("/apps/{app}/machines/{id}/metadata/{key}")).body(body.clone()))
+        })
+        .await
+        .map(|_| ())
+    }
 }
 
 /// Replaces any secret value quoted back in an error message.

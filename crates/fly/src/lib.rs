@@ -43,10 +43,14 @@
 pub mod client;
 pub mod config;
 pub mod error;
+mod gate;
 mod history;
+mod leases;
 pub mod machine;
 pub mod platform;
 pub mod render;
+mod restore;
+mod rollout;
 
 pub use client::FlyClient;
 pub use config::FlyConfig;

@@ -62,7 +62,7 @@ fn render_service(
     doc["build"] = Item::Table(build);
 
     let mut deploy = Table::new();
-    deploy["strategy"] = value(strategy(environment.strategy));
+    deploy["strategy"] = value(strategy(environment.strategy.unwrap_or(Strategy::Rolling)));
     doc["deploy"] = Item::Table(deploy);
 
     let mut env = Table::new();

@@ -251,8 +251,14 @@ pub fn promote(cli: &Cli, args: &PromoteArgs) -> Exit {
         verdict(
             cli,
             &out,
-            engine::promote(from_platform.as_ref(), from, to_platform.as_ref(), to, Some(&registry), &opts, &events)
-                .await,
+            engine::promote(
+                engine::Side { platform: from_platform.as_ref(), target: from },
+                engine::Side { platform: to_platform.as_ref(), target: to },
+                Some(&registry),
+                &opts,
+                &events,
+            )
+            .await,
         )
     })
 }
@@ -341,7 +347,7 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> Exit {
             };
             // Machines stopped by autostop are idle, not broken.
             let idle =
-                |i: &shipit_core::Instance| s.scale.auto_stop && matches!(i.state.as_str(), "stopped" | "suspended");
+                |i: &shipit_core::Instance| s.scale.auto_stop && matches!(i.state, shipit_core::InstanceState::Stopped | shipit_core::InstanceState::Suspended);
             let healthy = st.instances.iter().filter(|i| i.healthy).count();
             let idle_count = st.instances.iter().filter(|i| !i.healthy && idle(i)).count();
             all_healthy &= st.exists && healthy > 0 && healthy + idle_count == st.instances.len();

@@ -749,8 +749,8 @@ fn parse_environment(
         None => Vec::new(),
     };
     let strategy = match f.get("strategy") {
-        Some(_) => f.choice(d, "strategy", Strategy::NAMES)?.parse().ok()?,
-        None => Strategy::Rolling,
+        Some(_) => Some(f.choice(d, "strategy", Strategy::NAMES)?.parse().ok()?),
+        None => None,
     };
 
     let overrides: Vec<&Entry> = match f.get("services") {

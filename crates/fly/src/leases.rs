@@ -1,0 +1,135 @@
+//! Leases: Fly's lock on a machine, and so shipit's lock on an environment.
+//!
+//! A rollout leases *every* machine of the app before it changes any, one at a time in one
+//! fixed order (by machine id), so two deploys racing for the same app cannot each hold half:
+//! the second one stops at the first machine the other holds, having changed nothing. The
+//! leases are refreshed at half their TTL while the rollout runs and released on every path
+//! (in the background if the rollout future is dropped).
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use shipit_core::{Error, ErrorKind, Events};
+use tokio::time::Instant;
+
+use crate::client::{FlyClient, Machine};
+use crate::error::FlyError;
+use crate::rollout::{Job, cancelled_error};
+
+/// Holds the leases of one rollout; releases them when asked, or in the background if dropped.
+pub(crate) struct LeaseGuard {
+    client: FlyClient,
+    app: String,
+    service: String,
+    events: Events,
+    held: Vec<(String, String)>,
+}
+
+impl LeaseGuard {
+    pub(crate) fn new(job: &Job<'_>) -> Self {
+        Self {
+            client: job.client.clone(),
+            app: job.app.clone(),
+            service: job.service.name.clone(),
+            events: job.events.clone(),
+            held: Vec::new(),
+        }
+    }
+
+    /// The nonce of our lease on machine `id`.
+    pub(crate) fn nonce(&self, id: &str) -> Option<&str> {
+        self.held.iter().find(|(m, _)| m == id).map(|(_, n)| n.as_str())
+    }
+
+    /// Whether we hold machine `id`.
+    pub(crate) fn holds(&self, id: &str) -> bool {
+        self.nonce(id).is_some()
+    }
+
+    /// Releases every lease, in parallel.
+    pub(crate) async fn release(mut self) {
+        let held = std::mem::take(&mut self.held);
+        let results = join_all(held.iter().map(|(id, nonce)| self.client.release_lease(&self.app, id, nonce))).await;
+        for ((id, _), r) in held.iter().zip(results) {
+            if let Err(e) = r {
+                self.events.warn(
+                    Some(&self.service),
+                    format!("could not release the lease on machine {id}: {e} (it expires by itself)"),
+                );
+            }
+        }
+    }
+
+    /// Leases `machines` (those not held yet) in id order, waiting up to `job.lock_wait` for
+    /// leases others hold. On failure the leases taken so far stay in the guard for the caller
+    /// to release.
+    pub(crate) async fn acquire(&mut self, job: &Job<'_>, machines: &[&Machine]) -> Result<(), Error> {
+        let mut ids: Vec<&str> = machines.iter().map(|m| m.id.as_str()).filter(|id| !self.holds(id)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let deadline = Instant::now() + job.lock_wait;
+        for id in ids {
+            job.events.step(&job.service.name, format!("acquiring lease on machine {id}"));
+            loop {
+                if job.cancel.is_cancelled() {
+                    return Err(cancelled_error());
+                }
+                match job.client.acquire_lease(&job.app, id, job.lease_ttl, &job.lease_label).await {
+                    Ok(lease) => {
+                        self.held.push((id.to_string(), lease.nonce));
+                        break;
+                    }
+                    Err(FlyError::Conflict { owner, .. }) => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            let who = owner.unwrap_or_else(|| "another client".to_string());
+                            let hint = if job.lock_wait.is_zero() {
+                                " (pass --lock-wait to wait for it)".to_string()
+                            } else {
+                                format!(" (waited {}s)", job.lock_wait.as_secs())
+                            };
+                            return Err(Error::new(
+                                ErrorKind::Conflict,
+                                format!("deploy in progress by {who}: machine {id} of {} is leased{hint}", job.app),
+                            ));
+                        }
+                        if !job.pause(job.poll_interval.min(deadline - now)).await {
+                            return Err(cancelled_error());
+                        }
+                    }
+                    Err(e) => return Err(Error::from(e).context(format!("lease on machine {id}"))),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refreshes every held lease at half its TTL, for as long as the rollout runs.
+    pub(crate) async fn keep(&self, ttl: Duration) {
+        let every = (ttl / 2).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            for (id, nonce) in &self.held {
+                if let Err(e) = self.client.refresh_lease(&self.app, id, nonce, ttl).await {
+                    self.events.warn(Some(&self.service), format!("could not refresh the lease on machine {id}: {e}"));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        // Dropped mid-rollout (the deploy future was abandoned): release in the background.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let (client, app, held) = (self.client.clone(), self.app.clone(), std::mem::take(&mut self.held));
+        rt.spawn(async move {
+            for (id, nonce) in held {
+                let _ = client.release_lease(&app, &id, &nonce).await;
+            }
+        });
+    }
+}
