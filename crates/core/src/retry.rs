@@ -272,12 +272,17 @@ mod tests {
     async fn typed_errors_survive() {
         let calls = AtomicUsize::new(0);
         let r: Result<(), Typed> = retry(&RetryPolicy::fast(), || async {
-            if calls.fetch_add(1, Ordering::SeqCst) == 0 { Err(Typed::Busy { note: "busy".into() }) } else { Err(Typed::Gone) }
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(Typed::Busy { note: "busy".into() })
+            } else {
+                Err(Typed::Gone)
+            }
         })
         .await;
         assert_eq!(r, Err(Typed::Gone), "the last error, in its own type");
 
-        let r: Result<(), Typed> = retry(&RetryPolicy::fast(), || async { Err(Typed::Busy { note: "busy".into() }) }).await;
+        let r: Result<(), Typed> =
+            retry(&RetryPolicy::fast(), || async { Err(Typed::Busy { note: "busy".into() }) }).await;
         let Err(Typed::Busy { note }) = r else { panic!("expected Busy") };
         assert!(note.starts_with("busy (after 5 attempts over "), "{note}");
     }

@@ -5,7 +5,11 @@
 //! retried on 429/5xx/network errors. Creates and machine updates are not retried blindly:
 //! after an ambiguous failure (5xx, lost response) the client first looks whether the first
 //! attempt took effect (the app exists, a machine with that name exists, the machine runs that
-//! config) and sends again only if it did not.
+//! config) and sends again only if it did not. That look is a single request (`*_once`): a
+//! retrying lookup inside the retry loop would multiply the attempts.
+//!
+//! Retries, Retry-After and the scrubbing of error messages come from [`shipit_core::http`]:
+//! the retried call's last [`FlyError`] comes back as itself, saying how many attempts it took.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,7 +22,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shipit_core::retry::{RetryPolicy, retry};
+use shipit_core::http::{Scrubber, retry};
+use shipit_core::retry::RetryPolicy;
 
 use crate::error::{FlyError, parse_error};
 
@@ -221,6 +226,8 @@ struct Inner {
     timeout: Duration,
     /// Set after a 401: no further request is sent.
     stopped: AtomicBool,
+    /// Knows the token: every error message goes through it.
+    scrubber: Scrubber,
 }
 
 impl std::fmt::Debug for FlyClient {
@@ -325,7 +332,12 @@ impl FlyClient {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| FlyError::Config(format!("HTTP client: {e}")))?;
-        Ok(Self { inner: Arc::new(Inner { http, base, token, retry, timeout, stopped: AtomicBool::new(false) }) })
+        let scrubber = match &token {
+            Some(t) => Scrubber::new().with_secret(t.expose_secret()),
+            None => Scrubber::new(),
+        };
+        let stopped = AtomicBool::new(false);
+        Ok(Self { inner: Arc::new(Inner { http, base, token, retry, timeout, stopped, scrubber }) })
     }
 
     /// The base URL, e.g. `https://api.machines.dev/v1`.
@@ -340,6 +352,11 @@ impl FlyClient {
 
     /// Sends one request; a non-2xx answer becomes a [`FlyError`] through [`parse_error`].
     async fn send(&self, call: Call<'_>) -> Result<Vec<u8>, FlyError> {
+        self.send_scrubbed(call, &self.inner.scrubber).await
+    }
+
+    /// [`send`](Self::send), scrubbing the error with `scrubber` (which knows more secrets).
+    async fn send_scrubbed(&self, call: Call<'_>, scrubber: &Scrubber) -> Result<Vec<u8>, FlyError> {
         let inner = &self.inner;
         let Some(token) = &inner.token else { return Err(FlyError::MissingToken) };
         if inner.stopped.load(Ordering::SeqCst) {
@@ -360,37 +377,28 @@ impl FlyClient {
         if let Some(body) = &call.body {
             rb = rb.json(body);
         }
-        let resp = rb.send().await.map_err(FlyError::Network)?;
+        let network = |source| FlyError::Network { source, attempts: None };
+        let resp = rb.send().await.map_err(network)?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(FlyError::Network)?;
+        let body = resp.bytes().await.map_err(network)?;
         if status.is_success() {
             return Ok(body.to_vec());
         }
         if status == StatusCode::UNAUTHORIZED {
             inner.stopped.store(true, Ordering::SeqCst);
         }
-        Err(parse_error(status, &headers, &body))
+        Err(parse_error(status, &headers, &body, scrubber))
     }
 
-    /// Runs `op` under the retry policy. Only for requests that are safe to repeat.
-    async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T, FlyError>
+    /// Runs `op` under the retry policy. Only for requests that are safe to repeat. The last
+    /// error is `op`'s own, noting the attempts when there were several.
+    async fn retrying<T, F, Fut>(&self, op: F) -> Result<T, FlyError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, FlyError>>,
     {
-        retry(&self.inner.retry, || {
-            let attempt = op();
-            async move { attempt.await.map_err(shipit_core::Error::from) }
-        })
-        .await
-        .map_err(|e| {
-            let message = e.message.clone();
-            match e.source.map(|s| s.downcast::<FlyError>()) {
-                Some(Ok(fly)) => *fly,
-                _ => FlyError::Decode { what: "retry".into(), message },
-            }
-        })
+        retry(&self.inner.retry, op).await
     }
 
     async fn get<T: DeserializeOwned>(&self, what: &str, path: String) -> Result<T, FlyError> {
@@ -398,13 +406,19 @@ impl FlyClient {
         decode(what, &body)
     }
 
+    /// One GET, not retried: for looks inside a retry loop.
+    async fn get_once<T: DeserializeOwned>(&self, what: &str, path: String) -> Result<T, FlyError> {
+        decode(what, &self.send(Call::new(Method::GET, path)).await?)
+    }
+
     /// `GET /apps/{app}`; `None` when it does not exist.
     pub async fn get_app(&self, app: &str) -> Result<Option<FlyApp>, FlyError> {
-        match self.get("app", format!("/apps/{app}")).await {
-            Ok(a) => Ok(Some(a)),
-            Err(FlyError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        not_found_as_none(self.get("app", format!("/apps/{app}")).await)
+    }
+
+    /// [`get_app`](Self::get_app) as one request, not retried.
+    async fn get_app_once(&self, app: &str) -> Result<Option<FlyApp>, FlyError> {
+        not_found_as_none(self.get_once("app", format!("/apps/{app}")).await)
     }
 
     /// `POST /apps {app_name, org_slug}`. After an ambiguous failure it looks the app up
@@ -416,7 +430,7 @@ impl FlyClient {
             let body = body.clone();
             let maybe_sent = &maybe_sent;
             async move {
-                if maybe_sent.load(Ordering::SeqCst) && self.get_app(app).await?.is_some() {
+                if maybe_sent.load(Ordering::SeqCst) && self.get_app_once(app).await?.is_some() {
                     return Ok(());
                 }
                 match self.send(Call::new(Method::POST, "/apps".into()).body(body)).await {
@@ -453,7 +467,11 @@ impl FlyClient {
             let maybe_sent = &maybe_sent;
             async move {
                 if maybe_sent.load(Ordering::SeqCst)
-                    && let Some(m) = self.list_machines(app).await?.into_iter().find(|m| m.name == req.name)
+                    && let Some(m) = self
+                        .get_once::<Vec<Machine>>("machines", format!("/apps/{app}/machines"))
+                        .await?
+                        .into_iter()
+                        .find(|m| m.name == req.name)
                 {
                     return Ok(m);
                 }
@@ -489,7 +507,7 @@ impl FlyClient {
             let maybe_sent = &maybe_sent;
             async move {
                 if maybe_sent.load(Ordering::SeqCst) {
-                    let m = self.get_machine(app, id).await?;
+                    let m: Machine = self.get_once("machine", format!("/apps/{app}/machines/{id}")).await?;
                     if applied(&m) {
                         return Ok(m);
                     }
@@ -527,7 +545,7 @@ impl FlyClient {
             let maybe_sent = &maybe_sent;
             async move {
                 if maybe_sent.load(Ordering::SeqCst)
-                    && let Some(lease) = self.get_lease(app, id).await?
+                    && let Some(lease) = self.get_lease_once(app, id).await?
                     && lease.description.as_deref() == Some(description)
                 {
                     return Ok(lease);
@@ -550,11 +568,13 @@ impl FlyClient {
     /// `GET /apps/{app}/machines/{id}/lease`; `None` when there is none.
     pub async fn get_lease(&self, app: &str, id: &str) -> Result<Option<Lease>, FlyError> {
         let res = self.retrying(|| self.send(Call::new(Method::GET, format!("/apps/{app}/machines/{id}/lease")))).await;
-        match res {
-            Ok(b) => Ok(decode_lease(&b).ok()),
-            Err(FlyError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(not_found_as_none(res)?.and_then(|b| decode_lease(&b).ok()))
+    }
+
+    /// [`get_lease`](Self::get_lease) as one request, not retried.
+    async fn get_lease_once(&self, app: &str, id: &str) -> Result<Option<Lease>, FlyError> {
+        let res = self.send(Call::new(Method::GET, format!("/apps/{app}/machines/{id}/lease"))).await;
+        Ok(not_found_as_none(res)?.and_then(|b| decode_lease(&b).ok()))
     }
 
     /// Extends a lease we hold (`POST …/lease?ttl=N` with our nonce).
@@ -612,16 +632,20 @@ impl FlyClient {
     }
 
     /// `POST /apps/{app}/secrets {"values": {NAME: value}}`. Setting the same values again is
-    /// harmless, so this is retried. Error messages are scrubbed of the values.
+    /// harmless, so this is retried. Error messages are scrubbed of the values, in any encoding.
     pub async fn set_secrets(&self, app: &str, values: &[(String, SecretString)]) -> Result<SecretsSet, FlyError> {
         let map: serde_json::Map<String, Value> =
             values.iter().map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_string()))).collect();
         let body = serde_json::json!({ "values": map });
+        let scrubber = self.inner.scrubber.clone().with_secrets(values.iter().map(|(_, v)| v.expose_secret()));
         let res = self
-            .retrying(|| self.send(Call::new(Method::POST, format!("/apps/{app}/secrets")).body(body.clone())))
+            .retrying(|| {
+                let call = Call::new(Method::POST, format!("/apps/{app}/secrets")).body(body.clone());
+                self.send_scrubbed(call, &scrubber)
+            })
             .await;
         drop(body);
-        let b = res.map_err(|e| scrub(e, values))?;
+        let b = res?;
         let v: Value = decode("secrets", &b)?;
         let version = v.get("version").and_then(|n| n.as_u64().or_else(|| n.as_str().and_then(|s| s.parse().ok())));
         Ok(SecretsSet { names: v.get("secrets").map(secret_names).unwrap_or_default(), version })
@@ -646,32 +670,74 @@ impl FlyClient {
     }
 }
 
-/// Replaces any secret value quoted back in an error message.
-fn scrub(e: FlyError, values: &[(String, SecretString)]) -> FlyError {
-    let clean = |m: String| {
-        values.iter().fold(m, |m, (_, v)| {
-            let v = v.expose_secret();
-            if v.is_empty() { m } else { m.replace(v, "***") }
-        })
-    };
-    match e {
-        FlyError::Api { status, message } => FlyError::Api { status, message: clean(message) },
-        FlyError::Server { status, message, retry_after } => {
-            FlyError::Server { status, message: clean(message), retry_after }
-        }
-        FlyError::NotFound { message } => FlyError::NotFound { message: clean(message) },
-        FlyError::Conflict { owner, message } => FlyError::Conflict { owner, message: clean(message) },
-        FlyError::RateLimited { retry_after, message } => {
-            FlyError::RateLimited { retry_after, message: clean(message) }
-        }
-        FlyError::Unauthorized { status, message } => FlyError::Unauthorized { status, message: clean(message) },
-        other => other,
+/// A 404 as `None`.
+fn not_found_as_none<T>(res: Result<T, FlyError>) -> Result<Option<T>, FlyError> {
+    match res {
+        Ok(v) => Ok(Some(v)),
+        Err(FlyError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
     use super::*;
+
+    async fn client(server: &MockServer) -> FlyClient {
+        let token = Some(SecretString::from("fm2_test-token"));
+        FlyClient::new(server.uri(), token, RetryPolicy::fast(), Duration::from_secs(5)).unwrap()
+    }
+
+    async fn requests(server: &MockServer) -> Vec<String> {
+        let received = server.received_requests().await.unwrap_or_default();
+        received.iter().map(|r| format!("{} {}", r.method, r.url.path())).collect()
+    }
+
+    #[tokio::test]
+    async fn a_look_inside_a_retry_loop_is_one_request() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/apps/a/machines"))
+            .respond_with(ResponseTemplate::new(503))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/apps/a/machines"))
+            .respond_with(ResponseTemplate::new(503))
+            .mount(&server)
+            .await;
+        let req = CreateMachine::new("web-1".into(), "ams".into(), serde_json::json!({}), None);
+        let err = client(&server).await.create_machine("a", &req).await.unwrap_err();
+        // The POST once (ambiguous), then one look per retry: not the look's own retries too.
+        let mut expected = vec!["POST /apps/a/machines".to_string()];
+        expected.extend(std::iter::repeat_n("GET /apps/a/machines".to_string(), 4));
+        assert_eq!(requests(&server).await, expected);
+        assert!(matches!(err, FlyError::Server { status: 503, .. }), "typed, no downcast: {err:?}");
+        assert!(err.to_string().contains("(after 5 attempts over "), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_ambiguous_create_is_looked_up_before_sending_again() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST")).and(path("/apps")).respond_with(ResponseTemplate::new(502)).mount(&server).await;
+        let app = ResponseTemplate::new(200).set_body_json(serde_json::json!({"name": "a"}));
+        Mock::given(method("GET")).and(path("/apps/a")).respond_with(app).mount(&server).await;
+        client(&server).await.create_app("a", "acme").await.unwrap();
+        assert_eq!(requests(&server).await, ["POST /apps", "GET /apps/a"]);
+    }
+
+    #[tokio::test]
+    async fn secret_values_never_reach_an_error() {
+        let server = MockServer::start().await;
+        let echo = ResponseTemplate::new(422).set_body_string("cannot set S=hunter2-value (aHVudGVyMi12YWx1ZQ==)");
+        Mock::given(method("POST")).and(path("/apps/a/secrets")).respond_with(echo).mount(&server).await;
+        let values = [("S".to_string(), SecretString::from("hunter2-value"))];
+        let err = client(&server).await.set_secrets("a", &values).await.unwrap_err();
+        assert_eq!(err.to_string(), "Fly API error 422: cannot set S=*** (***)");
+    }
 
     #[test]
     fn macaroons_use_the_flyv1_scheme() {

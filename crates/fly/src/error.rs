@@ -1,11 +1,18 @@
 //! [`FlyError`]: what can go wrong talking to the Fly Machines API, and [`parse_error`], the one
 //! place an HTTP error response becomes a typed error.
+//!
+//! Retry-After, the scrubbing and shortening of Fly's message, and the retry bookkeeping
+//! ([`RetryableError`]) are [`shipit_core::http`]'s; this module only maps statuses.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 use shipit_core::ErrorKind;
+use shipit_core::http::{self, Attempts, RetryableError, Scrubber};
+
+/// Most characters of Fly's message kept in an error.
+const MESSAGE_CHARS: usize = 300;
 
 /// Hint shown with every authentication failure.
 const TOKEN_HINT: &str = "set FLY_API_TOKEN or run `shipit login fly`";
@@ -69,8 +76,14 @@ pub enum FlyError {
         message: String,
     },
     /// The request did not complete (connection refused, reset, timed out).
-    #[error("Fly API request failed: {0}")]
-    Network(#[source] reqwest::Error),
+    #[error("Fly API request failed: {source}{}", attempts.map(|a| format!(" ({a})")).unwrap_or_default())]
+    Network {
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+        /// When it was the last of several attempts: how many, over how long.
+        attempts: Option<Attempts>,
+    },
     /// Any other error status.
     #[error("Fly API error {status}: {message}")]
     Api {
@@ -100,7 +113,7 @@ impl FlyError {
             Self::NotFound { .. } => ErrorKind::NotFound,
             Self::Conflict { .. } => ErrorKind::Conflict,
             Self::RateLimited { .. } => ErrorKind::RateLimited,
-            Self::Server { .. } | Self::Network(_) => ErrorKind::Transient,
+            Self::Server { .. } | Self::Network { .. } => ErrorKind::Transient,
             Self::WaitTimeout { .. } => ErrorKind::Timeout,
             Self::Api { status: 400 | 422, .. } => ErrorKind::InvalidConfig,
             Self::Api { .. } | Self::Decode { .. } => ErrorKind::Other,
@@ -119,7 +132,7 @@ impl FlyError {
     /// Whether a non-idempotent request that failed this way may have been applied anyway
     /// (a 5xx or a lost response): look before sending it again.
     pub fn is_ambiguous(&self) -> bool {
-        matches!(self, Self::Server { .. } | Self::Network(_))
+        matches!(self, Self::Server { .. } | Self::Network { .. })
     }
 
     /// Whether this is a 409 about a lease, with its owner.
@@ -131,17 +144,45 @@ impl FlyError {
     }
 }
 
+impl RetryableError for FlyError {
+    fn is_temporary(&self) -> bool {
+        self.kind().is_temporary()
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        FlyError::retry_after(self)
+    }
+
+    fn with_attempts(mut self, attempts: Attempts) -> Self {
+        match &mut self {
+            Self::Unauthorized { message, .. }
+            | Self::NotFound { message }
+            | Self::Conflict { message, .. }
+            | Self::RateLimited { message, .. }
+            | Self::Server { message, .. }
+            | Self::WaitTimeout { message }
+            | Self::Api { message, .. }
+            | Self::Decode { message, .. } => *message = format!("{message} ({attempts})"),
+            Self::Network { attempts: noted, .. } => *noted = Some(attempts),
+            Self::MissingToken | Self::Stopped | Self::Config(_) => {}
+        }
+        self
+    }
+}
+
 impl From<FlyError> for shipit_core::Error {
     fn from(e: FlyError) -> Self {
         shipit_core::Error::new(e.kind(), e.to_string()).with_retry_after(e.retry_after()).with_source(e)
     }
 }
 
-/// Maps an error response to a [`FlyError`]. The only place statuses are interpreted.
-pub fn parse_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> FlyError {
+/// Maps an error response to a [`FlyError`]. The only place statuses are interpreted. Fly's
+/// message goes through `scrubber` (the token, and the secret values of the call).
+pub fn parse_error(status: StatusCode, headers: &HeaderMap, body: &[u8], scrubber: &Scrubber) -> FlyError {
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    let message = error_message(json.as_ref(), body, status);
-    let retry_after = retry_after(headers);
+    let message = error_message(json.as_ref(), body, status, scrubber);
+    let retry_after = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok());
+    let retry_after = http::retry_after(retry_after, SystemTime::now(), http::MAX_WAIT);
     match status.as_u16() {
         401 | 403 => FlyError::Unauthorized { status: status.as_u16(), message },
         404 => FlyError::NotFound { message },
@@ -153,27 +194,19 @@ pub fn parse_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> FlyE
     }
 }
 
-/// Fly's `{"error": "..."}`, else the body's text, shortened.
-fn error_message(json: Option<&serde_json::Value>, body: &[u8], status: StatusCode) -> String {
+/// Fly's `{"error": "..."}`, else the body's text: scrubbed and shortened.
+fn error_message(json: Option<&serde_json::Value>, body: &[u8], status: StatusCode, scrubber: &Scrubber) -> String {
     let from_json = json.and_then(|j| {
         j.get("error")
             .or_else(|| j.get("message"))
             .or_else(|| j.get("data").and_then(|d| d.get("error")))
             .and_then(|v| v.as_str())
-            .map(str::to_string)
     });
-    let text = from_json.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
-    let text = if text.is_empty() { status.canonical_reason().unwrap_or("no details").to_string() } else { text };
-    shorten(&text, 300)
-}
-
-fn shorten(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max).collect();
-    out.push('…');
-    out
+    let text = match from_json {
+        Some(text) => scrubber.error_text(text, MESSAGE_CHARS),
+        None => scrubber.error_body(body, MESSAGE_CHARS),
+    };
+    if text.is_empty() { status.canonical_reason().unwrap_or("no details").to_string() } else { text }
 }
 
 /// The lease owner from a 409 body: `owner` (bare or under `data`), else "held by X" in the text.
@@ -195,23 +228,13 @@ fn lease_owner(json: Option<&serde_json::Value>, message: &str) -> Option<String
     })
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
-    let secs = at.as_second() - jiff::Timestamp::now().as_second();
-    Some(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(status: u16, body: &str) -> FlyError {
-        parse_error(StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT), &HeaderMap::new(), body.as_bytes())
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT);
+        parse_error(status, &HeaderMap::new(), body.as_bytes(), &Scrubber::new())
     }
 
     #[test]
@@ -238,10 +261,38 @@ mod tests {
     #[test]
     fn retry_after_seconds() {
         let mut h = HeaderMap::new();
-        h.insert(reqwest::header::RETRY_AFTER, reqwest::header::HeaderValue::from_static("3"));
-        let e = parse_error(StatusCode::TOO_MANY_REQUESTS, &h, b"");
+        h.insert(RETRY_AFTER, reqwest::header::HeaderValue::from_static("3"));
+        let e = parse_error(StatusCode::TOO_MANY_REQUESTS, &h, b"", &Scrubber::new());
         assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
         let core: shipit_core::Error = e.into();
         assert_eq!(core.retry_after, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn retry_after_as_a_date() {
+        let mut h = HeaderMap::new();
+        let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(90);
+        let at = jiff::fmt::rfc2822::DateTimePrinter::new().timestamp_to_rfc9110_string(&at).unwrap();
+        h.insert(RETRY_AFTER, reqwest::header::HeaderValue::from_str(&at).unwrap());
+        let after = parse_error(StatusCode::SERVICE_UNAVAILABLE, &h, b"", &Scrubber::new()).retry_after().unwrap();
+        assert!(after > Duration::from_secs(80) && after <= Duration::from_secs(90), "{after:?}");
+    }
+
+    #[test]
+    fn messages_are_scrubbed_and_shortened() {
+        let scrubber = Scrubber::new().with_secret("fm2_s3cret");
+        let body = br#"{"error":"bad value fm2_s3cret in   request"}"#;
+        let e = parse_error(StatusCode::UNPROCESSABLE_ENTITY, &HeaderMap::new(), body, &scrubber);
+        assert_eq!(e.to_string(), "Fly API error 422: bad value *** in request");
+        let long = "x".repeat(1000);
+        let e = parse_error(StatusCode::BAD_GATEWAY, &HeaderMap::new(), long.as_bytes(), &scrubber);
+        let FlyError::Server { message, .. } = e else { panic!("{e:?}") };
+        assert_eq!(message.chars().count(), MESSAGE_CHARS + 1);
+    }
+
+    #[test]
+    fn attempts_are_noted() {
+        let e = parse(503, r#"{"error":"busy"}"#).with_attempts(Attempts::new(3, Duration::from_millis(1500)));
+        assert_eq!(e.to_string(), "Fly API error 503: busy (after 3 attempts over 1.5s)");
     }
 }

@@ -22,7 +22,7 @@ async fn first_deploy_creates_the_app_and_min_machines_per_region() {
     let mut req = request(t, api, "x", 1);
     req.events = events;
 
-    let done = fly.deploy(&req).await.unwrap();
+    let done = deploy(&fly, &req).await.unwrap();
     assert!(done.changed);
     assert_eq!((done.instances, done.digest.as_str()), (4, digest("x").as_str()));
 
@@ -61,8 +61,8 @@ async fn service_references_and_commands_reach_the_machine_config() {
     let fly = platform(&fake);
     let app = app();
     let t = target(&app, "staging");
-    fly.deploy(&request(t, service(t, "web"), "w", 1)).await.unwrap();
-    fly.deploy(&request(t, service(t, "worker"), "k", 1)).await.unwrap();
+    deploy(&fly, &request(t, service(t, "web"), "w", 1)).await.unwrap();
+    deploy(&fly, &request(t, service(t, "worker"), "k", 1)).await.unwrap();
     let web = fake.machines(&fly_app("staging", "web"));
     assert_eq!(web.len(), 1);
     assert_eq!(web[0].config["env"]["API_URL"], "https://shop-api-staging.fly.dev");
@@ -78,10 +78,10 @@ async fn redeploying_the_running_digest_changes_nothing() {
     let app = app();
     let t = target(&app, "staging");
     let api = service(t, "api");
-    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
     let before = fake.requests().len();
 
-    let again = fly.deploy(&request(t, api, "x", 2)).await.unwrap();
+    let again = deploy(&fly, &request(t, api, "x", 2)).await.unwrap();
     assert!(!again.changed);
     let after = fake.requests();
     let new = &after[before..];
@@ -98,14 +98,14 @@ async fn an_update_rolls_every_machine_under_leases() {
     let app = app();
     let t = target(&app, "production");
     let api = service(t, "api");
-    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
     let before = fake.requests().len();
     let name = fly_app("production", "api");
 
     let (events, seen) = Events::collect();
     let mut req = request(t, api, "y", 2);
     req.events = events;
-    let done = fly.deploy(&req).await.unwrap();
+    let done = deploy(&fly, &req).await.unwrap();
     assert!(done.changed);
     assert_eq!(done.instances, 4);
 
@@ -143,11 +143,11 @@ async fn immediate_updates_all_then_gates_all() {
     let app = app();
     let t = target(&app, "production");
     let api = service(t, "api");
-    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
     let before = fake.requests().len();
     let mut req = request(t, api, "y", 2);
-    req.strategy = Strategy::Immediate;
-    fly.deploy(&req).await.unwrap();
+    req.strategy = Some(Strategy::Immediate);
+    deploy(&fly, &req).await.unwrap();
     let reqs = fake.requests();
     let new = &reqs[before..];
     let positions: Vec<usize> =
@@ -164,13 +164,13 @@ async fn failing_checks_time_out_naming_the_check() {
     let app = app();
     let t = target(&app, "staging");
     let api = service(t, "api");
-    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
     fake.set_behaviour(&digest("y"), Behaviour::FailingChecks);
 
     let mut req = request(t, api, "y", 2);
     req.wait_timeout = Duration::from_millis(300);
     let started = Instant::now();
-    let err = fly.deploy(&req).await.unwrap_err();
+    let err = deploy(&fly, &req).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(err.message.contains("\"http\"") && err.message.contains("critical"), "{err}");
@@ -194,7 +194,7 @@ async fn a_flapping_check_does_not_pass_the_gate() {
     fake.set_behaviour(&digest("f"), Behaviour::Flapping);
     let mut req = request(t, web, "f", 1);
     req.wait_timeout = Duration::from_millis(300);
-    assert_eq!(fly.deploy(&req).await.unwrap_err().kind, ErrorKind::Timeout);
+    assert_eq!(deploy(&fly, &req).await.unwrap_err().kind, ErrorKind::Timeout);
 }
 
 #[tokio::test]
@@ -204,7 +204,7 @@ async fn a_slow_start_still_passes() {
     let app = app();
     let t = target(&app, "staging");
     fake.set_behaviour(&digest("s"), Behaviour::SlowStart(3));
-    fly.deploy(&request(t, service(t, "web"), "s", 1)).await.unwrap();
+    deploy(&fly, &request(t, service(t, "web"), "s", 1)).await.unwrap();
 }
 
 #[tokio::test]
@@ -214,13 +214,13 @@ async fn a_crash_fails_at_once() {
     let app = app();
     let t = target(&app, "staging");
     let api = service(t, "api");
-    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
     fake.set_behaviour(&digest("y"), Behaviour::Crash);
 
     let mut req = request(t, api, "y", 2);
     req.wait_timeout = Duration::from_secs(30);
     let started = Instant::now();
-    let err = fly.deploy(&req).await.unwrap_err();
+    let err = deploy(&fly, &req).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unhealthy, "{err}");
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     assert!(err.message.contains("exited with code 1"), "{err}");
@@ -234,13 +234,13 @@ async fn a_lease_held_by_someone_else_is_a_conflict_and_nothing_changes() {
     let app = app();
     let t = target(&app, "staging");
     let api = service(t, "api");
-    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
     let name = fly_app("staging", "api");
     let second = fake.machines(&name)[1].id.clone();
     fake.hold_lease(&name, &second, "alice@acme.dev").unwrap();
     let before = fake.requests().len();
 
-    let err = fly.deploy(&request(t, api, "y", 2)).await.unwrap_err();
+    let err = deploy(&fly, &request(t, api, "y", 2)).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Conflict);
     assert!(err.message.contains("deploy in progress by alice@acme.dev"), "{err}");
     assert!(fake.machines(&name).iter().all(|m| m.digest.as_deref() == Some(digest("x").as_str())));
@@ -257,7 +257,7 @@ async fn lock_wait_waits_for_the_other_deploy() {
     let app = app();
     let t = target(&app, "staging");
     let api = service(t, "api");
-    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
     let name = fly_app("staging", "api");
     let first = fake.machines(&name)[0].id.clone();
     fake.hold_lease(&name, &first, "alice@acme.dev").unwrap();
@@ -268,7 +268,7 @@ async fn lock_wait_waits_for_the_other_deploy() {
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(fake.release_foreign_lease(&name, &first));
     };
-    let (done, ()) = tokio::join!(fly.deploy(&req), other_deploy_ends);
+    let (done, ()) = tokio::join!(deploy(&fly, &req), other_deploy_ends);
     assert!(done.unwrap().changed);
     assert!(fake.machines(&name).iter().all(|m| m.digest.as_deref() == Some(digest("y").as_str())));
     assert!(fake.leases_held().is_empty());
@@ -281,7 +281,7 @@ async fn cancelling_mid_rollout_releases_leases_and_leaves_known_images() {
     let app = app();
     let t = target(&app, "production");
     let api = service(t, "api");
-    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
 
     let cancel = CancellationToken::new();
     let on_update = cancel.clone();
@@ -292,7 +292,7 @@ async fn cancelling_mid_rollout_releases_leases_and_leaves_known_images() {
             on_update.cancel();
         }
     });
-    let err = fly.deploy(&req).await.unwrap_err();
+    let err = deploy(&fly, &req).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Cancelled, "{err}");
     // The background release of a dropped guard is not needed: the leases are already gone.
     assert!(fake.leases_held().is_empty());
@@ -309,17 +309,16 @@ async fn rollback_marks_the_failed_release_and_restores_the_previous() {
     let app = app();
     let t = target(&app, "staging");
     let api = service(t, "api");
-    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
     fake.set_behaviour(&digest("y"), Behaviour::FailingChecks);
     let mut bad = request(t, api, "y", 2);
     bad.wait_timeout = Duration::from_millis(200);
-    assert!(fly.deploy(&bad).await.is_err());
+    assert!(deploy(&fly, &bad).await.is_err());
 
     let history = fly.releases(t, api).await.unwrap();
     let previous = history.iter().find(|r| r.id == release(1)).unwrap().clone();
-    let mut back = request(t, api, "x", 1);
-    back.failed_release = Some(release(2));
-    let done = fly.rollback(&back, &previous).await.unwrap();
+    let back = request(t, api, "x", 2);
+    let done = rollback(&fly, &back, &previous).await.unwrap();
     assert_eq!(done.digest, digest("x"));
 
     let name = fly_app("staging", "api");
@@ -334,7 +333,7 @@ async fn rollback_marks_the_failed_release_and_restores_the_previous() {
     assert!(fake.leases_held().is_empty());
 
     // The next deploy keeps the record; the restored release is then superseded, not failed.
-    fly.deploy(&request(t, api, "z", 3)).await.unwrap();
+    deploy(&fly, &request(t, api, "z", 3)).await.unwrap();
     let history = fly.releases(t, api).await.unwrap();
     let status: Vec<(&str, ReleaseStatus)> = history.iter().map(|r| (r.id.as_str(), r.status)).collect();
     assert_eq!(
@@ -357,7 +356,7 @@ async fn rollback_never_creates_an_app() {
     let t = target(&app, "staging");
     let api = service(t, "api");
     let to = shipit_core::Release::new(release(1), "api", ReleaseStatus::Superseded);
-    let err = fly.rollback(&request(t, api, "x", 1), &to).await.unwrap_err();
+    let err = rollback(&fly, &request(t, api, "x", 1), &to).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound);
     assert!(fake.apps().is_empty());
 }
@@ -370,7 +369,7 @@ async fn no_create_refuses_a_missing_app() {
     let t = target(&app, "staging");
     let mut req = request(t, service(t, "api"), "x", 1);
     req.create = false;
-    let err = fly.deploy(&req).await.unwrap_err();
+    let err = deploy(&fly, &req).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound);
     assert!(err.message.contains("shop-api-staging does not exist on Fly (and --no-create was given)"), "{err}");
     assert!(fake.apps().is_empty());
@@ -383,14 +382,14 @@ async fn machines_the_manifest_lacks_are_created_after_the_update() {
     let app = app();
     let staging = target(&app, "staging");
     let api = service(staging, "api");
-    fly.deploy(&request(staging, api, "x", 1)).await.unwrap();
+    deploy(&fly, &request(staging, api, "x", 1)).await.unwrap();
     let name = fly_app("staging", "api");
     let seeded = fake.seed_machine(
         &name,
         "iad",
         serde_json::json!({"image": "ghcr.io/acme/shop-api@sha256:00", "metadata": {"fly_process_group": "other"}}),
     );
-    let done = fly.deploy(&request(staging, api, "y", 2)).await.unwrap();
+    let done = deploy(&fly, &request(staging, api, "y", 2)).await.unwrap();
     assert_eq!(done.instances, 2, "the other process group is not ours");
     let other = fake.machines(&name).into_iter().find(|m| m.id == seeded).unwrap();
     assert_eq!(other.digest.as_deref(), Some("sha256:00"), "left alone");
@@ -405,13 +404,13 @@ async fn status_reports_what_runs() {
     let api = service(t, "api");
     let missing = fly.status(t, api).await.unwrap();
     assert!(!missing.exists);
-    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
     let st = fly.status(t, api).await.unwrap();
     assert!(st.exists && st.healthy(), "{st:?}");
     assert_eq!(st.digest.as_deref(), Some(digest("x").as_str()));
     assert_eq!(st.release.as_deref(), Some(release(1).as_str()));
     assert_eq!(st.instances.len(), 2);
-    assert!(st.instances.iter().all(|i| i.region.as_deref() == Some("iad") && i.state == "started"));
+    assert!(st.instances.iter().all(|i| i.region.as_deref() == Some("iad") && i.state == shipit_core::InstanceState::Started));
 }
 
 #[tokio::test]
@@ -433,7 +432,7 @@ async fn machines_shipit_did_not_make_are_unmanaged_releases() {
     assert_eq!(releases[0].id, format!("unmanaged-{}", &hex[..12]));
     assert_eq!(releases[0].status, ReleaseStatus::Live);
     // And a deploy over it works, keeping the unmanaged release as a rollback target.
-    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
     let releases = fly.releases(t, api).await.unwrap();
     assert_eq!(releases.len(), 2);
     assert!(releases[1].is_rollback_target(), "{releases:?}");
@@ -450,11 +449,11 @@ async fn leases_are_refreshed_while_a_rollout_outlives_half_their_ttl() {
     let app = app();
     let t = target(&app, "staging");
     let api = service(t, "api");
-    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
     fake.set_behaviour(&digest("y"), Behaviour::FailingChecks);
     let mut req = request(t, api, "y", 2);
     req.wait_timeout = Duration::from_millis(450);
-    assert!(fly.deploy(&req).await.is_err());
+    assert!(deploy(&fly, &req).await.is_err());
     let refreshes = lease_posts(&fake.requests()).into_iter().filter(|r| r.has_nonce).count();
     assert!(refreshes >= 2, "{refreshes} refreshes");
     assert!(fake.leases_held().is_empty());
@@ -467,12 +466,12 @@ async fn an_abandoned_deploy_still_releases_its_leases() {
     let app = app();
     let t = target(&app, "staging");
     let api = service(t, "api");
-    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
     fake.set_behaviour(&digest("y"), Behaviour::FailingChecks);
     let mut req = request(t, api, "y", 2);
     req.wait_timeout = Duration::from_secs(30);
     // The caller gives up on the future mid-gate: it is dropped, not cancelled.
-    assert!(tokio::time::timeout(Duration::from_millis(200), fly.deploy(&req)).await.is_err());
+    assert!(tokio::time::timeout(Duration::from_millis(200), deploy(&fly, &req)).await.is_err());
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(fake.leases_held().is_empty(), "{:?}", fake.leases_held());
 }

@@ -14,7 +14,7 @@ async fn rate_limits_and_503s_on_reads_are_retried() {
     let app = app();
     let t = target(&app, "staging");
     let api = service(t, "api");
-    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
     let before = fake.requests().len();
 
     fake.inject(Fault::rate_limited("/v1/apps/shop-api-staging", 1, 0));
@@ -41,7 +41,7 @@ async fn a_create_whose_response_was_lost_is_not_repeated() {
         status: 503,
         times: 1,
     });
-    let done = fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    let done = deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
     assert_eq!(done.instances, 2);
     assert_eq!(fake.creates(&name), 2, "one create per intended machine");
     assert_eq!(fake.machines(&name).len(), 2);
@@ -63,7 +63,7 @@ async fn a_create_refused_with_503_is_sent_again_once() {
         times: 1,
         retry_after: None,
     });
-    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
     assert_eq!(fake.creates(&name), 2);
 }
 
@@ -79,7 +79,7 @@ async fn an_app_create_whose_response_was_lost_is_found_not_repeated() {
         status: 502,
         times: 1,
     });
-    fly.deploy(&request(t, service(t, "worker"), "w", 1)).await.unwrap();
+    deploy(&fly, &request(t, service(t, "worker"), "w", 1)).await.unwrap();
     let posts = fake.requests().iter().filter(|r| r.method == "POST" && r.path == "/v1/apps").count();
     assert_eq!(posts, 1, "the app was looked up, not created twice");
     assert_eq!(fake.apps(), [fly_app("staging", "worker")]);
@@ -92,7 +92,7 @@ async fn an_update_whose_response_was_lost_is_not_sent_twice() {
     let app = app();
     let t = target(&app, "staging");
     let worker = service(t, "worker");
-    fly.deploy(&request(t, worker, "w1", 1)).await.unwrap();
+    deploy(&fly, &request(t, worker, "w1", 1)).await.unwrap();
     let name = fly_app("staging", "worker");
     let id = fake.machines(&name)[0].id.clone();
     fake.inject(Fault::LostResponse {
@@ -103,7 +103,7 @@ async fn an_update_whose_response_was_lost_is_not_sent_twice() {
         times: 2,
     });
     let before = fake.requests().len();
-    fly.deploy(&request(t, worker, "w2", 2)).await.unwrap();
+    deploy(&fly, &request(t, worker, "w2", 2)).await.unwrap();
     assert_eq!(fake.versions(&name, &id).len(), 2, "exactly one new version");
     assert_eq!(fake.machines(&name)[0].digest.as_deref(), Some(digest("w2").as_str()));
     assert!(fake.leases_held().is_empty());
@@ -117,5 +117,5 @@ async fn slow_responses_do_not_break_a_deploy() {
     let app = app();
     let t = target(&app, "staging");
     fake.inject(Fault::Delay { path_contains: "/wait".into(), delay: std::time::Duration::from_millis(50) });
-    fly.deploy(&request(t, service(t, "web"), "w", 1)).await.unwrap();
+    deploy(&fly, &request(t, service(t, "web"), "w", 1)).await.unwrap();
 }

@@ -37,7 +37,7 @@ async fn secret_values_reach_fly_and_only_names_come_back() {
     let (events, seen) = Events::collect();
     let mut req = request(t, api, "x", 1);
     req.events = events;
-    fly.deploy(&req).await.unwrap();
+    deploy(&fly, &req).await.unwrap();
     assert!(fake.machines(&name).iter().all(|m| m.min_secrets_version == Some(1)));
     let shown = format!("{:?}", seen.lock().unwrap());
     assert!(!shown.is_empty() && !shown.contains(VALUE));
@@ -69,7 +69,7 @@ async fn plans_compare_the_manifest_with_the_machines() {
     let fields: Vec<&str> = plan.changes.iter().map(|c| c.field.as_str()).collect();
     assert_eq!(fields, ["app", "image", "machines.iad", "machines.fra"]);
 
-    fly.deploy(&request(t, api, "x", 1)).await.unwrap();
+    deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
     let same = fly.plan(t, api, Some(&x)).await.unwrap();
     assert!(!same.has_changes(), "{same:?}");
     assert!(!fly.plan(t, api, None).await.unwrap().has_changes());
@@ -104,21 +104,23 @@ async fn describe_deploy_lists_the_calls_and_sends_nothing() {
     let app = app();
     let t = target(&app, "production");
     let api = service(t, "api");
-    let calls = fly.describe_deploy(t, api, &api.image.with_tag("3f2c1ab"));
+    let calls = fly.describe_deploy(t, api, &api.image.with_tag("3f2c1ab")).unwrap();
     let base = fake.uri();
-    let verbs: Vec<&str> = calls.iter().filter_map(|c| c.trim_start().split(' ').next()).collect();
-    assert_eq!(
-        verbs,
-        ["GET", "POST", "GET", "for", "POST", "then", "POST", "GET", "GET", "finally,", "for", "POST", "POST"]
-    );
-    let lease = calls.iter().position(|c| c.contains("/lease?ttl=")).unwrap();
-    let first_update = calls.iter().position(|c| c.contains("/machines/{id} ")).unwrap();
+    let verbs: Vec<&str> = calls.iter().map(|c| c.method.as_str()).collect();
+    assert_eq!(verbs, ["GET", "POST", "GET", "POST", "GET", "POST", "GET", "GET", "POST", "POST", "DELETE"]);
+    let lease = calls.iter().position(|c| c.url.contains("/lease?ttl=")).unwrap();
+    let first_update = calls.iter().position(|c| c.method == "POST" && c.url.ends_with("/machines/{id}")).unwrap();
     assert!(lease < first_update, "leases are taken before any update");
-    assert!(calls[0].starts_with(&format!("GET {base}/apps/shop-api-production")));
-    assert!(calls[1].contains(r#""org_slug":"acme""#));
-    let update = calls.iter().find(|c| c.contains("/machines/{id} ")).unwrap();
-    assert!(update.contains(r#""image":"ghcr.io/acme/shop-api:3f2c1ab@<digest of the tag>""#), "{update}");
-    assert!(update.contains(r#""path":"/api/health""#) && update.contains("fly-machine-lease-nonce"));
-    assert!(calls.iter().any(|c| c.contains(r#""region":"fra""#)));
+    assert_eq!(calls[0].url, format!("{base}/apps/shop-api-production"));
+    assert_eq!(calls[1].body.as_ref().unwrap()["org_slug"], "acme");
+    let update = &calls[first_update];
+    let config = &update.body.as_ref().unwrap()["config"];
+    assert_eq!(config["image"], "ghcr.io/acme/shop-api:3f2c1ab@<digest of the tag>", "{update:?}");
+    assert_eq!(config["checks"]["http"]["path"], "/api/health");
+    assert!(update.note.as_deref().unwrap().contains("fly-machine-lease-nonce"));
+    assert!(calls.iter().any(|c| c.body.as_ref().is_some_and(|b| b["region"] == "fra")));
+    // Every call is a JSON object in `--json` mode.
+    let json = serde_json::to_value(&calls).unwrap();
+    assert!(json.as_array().unwrap().iter().all(|c| c["method"].is_string() && c["url"].is_string()));
     assert!(fake.requests().is_empty());
 }

@@ -1,19 +1,22 @@
 //! [`RegistryClient`]: HTTP to an OCI registry — scheme choice, authentication, retries, request
 //! counting, and one [`parse_error`](RegistryClient::parse_error) for every failed response.
+//!
+//! Retry-After parsing, error-body scrubbing and truncation, and the retry loop come from
+//! [`shipit_core::http`]; this module only says which registry answers mean what.
 
 use std::error::Error as _;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::SystemTime;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{Method, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use shipit_core::ImageRef;
-use shipit_core::retry::retry;
+use shipit_core::http::{self, Scrubber, retry};
 use url::Url;
 
 use crate::auth::{Auth, Challenge, TokenCache, challenge};
@@ -22,6 +25,8 @@ use crate::error::RegistryError;
 
 /// Most bytes read from an error body.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// Most characters of a registry's answer quoted in a message.
+const DETAIL_CHARS: usize = 300;
 /// Most bytes read from a token response.
 const TOKEN_BODY_LIMIT: usize = 1024 * 1024;
 /// Most bytes of a manifest (the distribution spec lets registries refuse more than 4 MiB).
@@ -44,6 +49,8 @@ struct Inner {
     auth_lock: tokio::sync::Mutex<()>,
     /// HTTP requests sent, token requests and retries included.
     requests: AtomicU64,
+    /// Knows the configured token; a request's bearer token is added per error.
+    scrubber: Scrubber,
 }
 
 impl fmt::Debug for RegistryClient {
@@ -218,6 +225,10 @@ impl RegistryClient {
             .redirect(redirects)
             .build()
             .map_err(|e| RegistryError::InvalidConfig(format!("cannot build the HTTP client: {e}")))?;
+        let scrubber = match &config.credentials {
+            Some(c) => Scrubber::new().with_secret(c.token.expose_secret()),
+            None => Scrubber::new(),
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
@@ -225,6 +236,7 @@ impl RegistryClient {
                 tokens: TokenCache::default(),
                 auth_lock: tokio::sync::Mutex::new(()),
                 requests: AtomicU64::new(0),
+                scrubber,
             }),
         })
     }
@@ -465,30 +477,14 @@ impl RegistryClient {
         Ok(response)
     }
 
-    /// Runs `op` under the retry policy, keeping its typed error.
-    pub(crate) async fn with_retry<T, F, Fut>(&self, mut op: F) -> Result<T, RegistryError>
+    /// Runs `op` under the retry policy; the last error keeps its type and says how many
+    /// attempts were made.
+    pub(crate) async fn with_retry<T, F, Fut>(&self, op: F) -> Result<T, RegistryError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, RegistryError>>,
     {
-        let last: Mutex<Option<RegistryError>> = Mutex::new(None);
-        let result = retry(&self.inner.config.retry, || {
-            let attempt = op();
-            let last = &last;
-            async move {
-                attempt.await.map_err(|e| {
-                    let shared = shipit_core::Error::new(e.kind(), "").with_retry_after(e.retry_after());
-                    *last.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
-                    shared
-                })
-            }
-        })
-        .await;
-        result.map_err(|shared| {
-            last.into_inner()
-                .unwrap_or_else(PoisonError::into_inner)
-                .unwrap_or_else(|| RegistryError::InvalidResponse { registry: String::new(), detail: shared.message })
-        })
+        retry(&self.inner.config.retry, op).await
     }
 
     /// Reads a failed response's body (bounded) and turns it into an error.
@@ -496,23 +492,37 @@ impl RegistryClient {
         let status = response.status();
         let headers = response.headers().clone();
         let body = read_limited(response, ERROR_BODY_LIMIT).await.unwrap_or_default();
-        self.scrub(self.parse_error(target, status, &headers, &body), auth)
+        self.parse_error(target, status, &headers, &body, &self.scrubber(target, auth))
+    }
+
+    /// The client's scrubber plus the bearer tokens this request may have carried: the one
+    /// it was sent with and the one cached for its scopes.
+    fn scrubber(&self, target: &Target, auth: Option<&Auth>) -> Scrubber {
+        let cached = self.inner.tokens.get(&target.registry, &target.scope_key());
+        let mut scrubber = self.inner.scrubber.clone();
+        for used in [auth, cached.as_ref()].into_iter().flatten() {
+            if let Auth::Bearer { token, .. } = used {
+                scrubber.add(token.expose_secret());
+            }
+        }
+        scrubber
     }
 
     /// The one place a failed registry response becomes a [`RegistryError`].
     ///
     /// Registry bodies are `{"errors":[{"code","message","detail"}]}`; anything else is quoted
-    /// (first line, truncated).
+    /// (whitespace collapsed, truncated). Either way the text goes through `scrubber`.
     pub(crate) fn parse_error(
         &self,
         target: &Target,
         status: StatusCode,
         headers: &HeaderMap,
         body: &[u8],
+        scrubber: &Scrubber,
     ) -> RegistryError {
         let entries = serde_json::from_slice::<ErrorBody>(body).map(|b| b.errors).unwrap_or_default();
         let codes: Vec<&str> = entries.iter().map(|e| e.code.as_str()).collect();
-        let mut detail = entries
+        let from_json = entries
             .iter()
             .map(|e| match (e.code.is_empty(), e.message.is_empty()) {
                 (false, false) => format!("{}: {}", e.code, e.message),
@@ -521,14 +531,16 @@ impl RegistryClient {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        if detail.is_empty() {
-            let text = String::from_utf8_lossy(body);
-            let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
-            detail = truncate(line, 200);
-            if detail.starts_with('<') {
-                detail = String::new(); // an HTML error page says nothing useful
-            }
+        let mut detail = if from_json.is_empty() {
+            scrubber.error_body(body, DETAIL_CHARS)
+        } else {
+            scrubber.error_text(&from_json, DETAIL_CHARS)
+        };
+        if detail.starts_with('<') {
+            detail = String::new(); // an HTML error page says nothing useful
         }
+        let retry_after = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok());
+        let retry_after = http::retry_after(retry_after, SystemTime::now(), http::MAX_WAIT);
         let unknown = codes.iter().any(|c| matches!(*c, "MANIFEST_UNKNOWN" | "NAME_UNKNOWN" | "BLOB_UNKNOWN"));
         let denied = codes.iter().any(|c| matches!(*c, "UNAUTHORIZED" | "DENIED"));
         match status {
@@ -538,13 +550,11 @@ impl RegistryClient {
             }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => self.unauthorized(target, detail),
             _ if denied && status.is_client_error() => self.unauthorized(target, detail),
-            StatusCode::TOO_MANY_REQUESTS => RegistryError::RateLimited {
-                registry: target.registry.clone(),
-                retry_after: retry_after(headers),
-                detail,
-            },
+            StatusCode::TOO_MANY_REQUESTS => {
+                RegistryError::RateLimited { registry: target.registry.clone(), retry_after, detail }
+            }
             s if s.is_server_error() => {
-                RegistryError::Server { registry: target.registry.clone(), status: s.as_u16(), detail }
+                RegistryError::Server { registry: target.registry.clone(), status: s.as_u16(), detail, retry_after }
             }
             s => RegistryError::InvalidResponse {
                 registry: target.registry.clone(),
@@ -582,34 +592,6 @@ impl RegistryClient {
         RegistryError::Unauthorized { image: target.image.clone(), user: sent, detail, hint }
     }
 
-    /// Removes every credential this client knows from an error's text.
-    fn scrub(&self, error: RegistryError, auth: Option<&Auth>) -> RegistryError {
-        let mut secrets: Vec<&str> = Vec::new();
-        if let Some(c) = &self.inner.config.credentials {
-            secrets.push(c.token.expose_secret());
-        }
-        if let Some(Auth::Bearer { token, .. }) = auth {
-            secrets.push(token.expose_secret());
-        }
-        let clean = |s: String| secrets.iter().filter(|t| t.len() >= 4).fold(s, |s, t| s.replace(t, "[redacted]"));
-        match error {
-            RegistryError::NotFound { image, detail } => RegistryError::NotFound { image, detail: clean(detail) },
-            RegistryError::Unauthorized { image, user, detail, hint } => {
-                RegistryError::Unauthorized { image, user, detail: clean(detail), hint }
-            }
-            RegistryError::RateLimited { registry, retry_after, detail } => {
-                RegistryError::RateLimited { registry, retry_after, detail: clean(detail) }
-            }
-            RegistryError::Server { registry, status, detail } => {
-                RegistryError::Server { registry, status, detail: clean(detail) }
-            }
-            RegistryError::InvalidResponse { registry, detail } => {
-                RegistryError::InvalidResponse { registry, detail: clean(detail) }
-            }
-            other => other,
-        }
-    }
-
     /// A transport error; a failed TLS handshake is told apart (it needs a configuration change,
     /// not a retry).
     pub(crate) fn network_error(&self, url: &str, registry: &str, source: reqwest::Error) -> RegistryError {
@@ -617,7 +599,8 @@ impl RegistryClient {
         let mut next: Option<&(dyn std::error::Error + 'static)> = source.source();
         while let Some(e) = next {
             if let Some(refused) = e.downcast_ref::<PlainHttpRedirect>() {
-                return RegistryError::PlainHttpRefused { host: refused.host.clone(), url: refused.url.clone() };
+                let url = self.inner.scrubber.scrub(&refused.url);
+                return RegistryError::PlainHttpRefused { host: refused.host.clone(), url };
             }
             let text = e.to_string();
             if !causes.contains(&text) {
@@ -626,6 +609,7 @@ impl RegistryClient {
             next = e.source();
         }
         let cause = if causes.is_empty() { source.to_string() } else { causes.join(": ") };
+        let (url, cause) = (&self.inner.scrubber.scrub(url), self.inner.scrubber.scrub(&cause));
         let lower = cause.to_ascii_lowercase();
         let tls = ["tls", "ssl", "certificate", "corrupt message", "invalidcontenttype", "handshake"]
             .iter()
@@ -651,14 +635,52 @@ pub(crate) async fn read_limited(mut response: Response, limit: usize) -> Result
     Ok(body)
 }
 
-/// `Retry-After` in seconds (an HTTP date is ignored: the policy's delay is used instead).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
 
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
+    use super::*;
+
+    const TOKEN: &str = "ghp_s3cretTokenValue42";
+
+    fn parse(status: u16, headers: HeaderMap, body: &[u8]) -> RegistryError {
+        let client = RegistryClient::builder().credentials("octocat", SecretString::from(TOKEN)).build().unwrap();
+        let image: ImageRef = "ghcr.io/acme/api:v1".parse().unwrap();
+        let target = Target::new(&image);
+        let status = StatusCode::from_u16(status).unwrap();
+        client.parse_error(&target, status, &headers, body, &client.scrubber(&target, None))
+    }
+
+    fn retry_after(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let e = parse(429, retry_after("7"), b"");
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+        let at = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+        let e = parse(503, retry_after(&at), b"");
+        let after = e.retry_after().unwrap();
+        assert!(after > Duration::from_secs(110) && after <= Duration::from_secs(120), "{after:?}");
+        assert!(e.to_string().ends_with("retry after 119s") || e.to_string().ends_with("retry after 120s"), "{e}");
+        assert_eq!(parse(429, retry_after("soon"), b"").retry_after(), None);
+    }
+
+    #[test]
+    fn bodies_are_scrubbed_and_cut() {
+        let e = parse(500, HeaderMap::new(), format!("token {TOKEN} was\n\n  refused").as_bytes());
+        assert_eq!(e.to_string(), "ghcr.io answered 500 (token *** was refused)");
+        let json = format!(r#"{{"errors":[{{"code":"DENIED","message":"bad token %22{TOKEN}%22"}}]}}"#);
+        let e = parse(403, HeaderMap::new(), json.as_bytes());
+        let RegistryError::Unauthorized { detail, .. } = e else { panic!("{e:?}") };
+        assert_eq!(detail, "DENIED: bad token %22***%22");
+        let long = "x".repeat(1000);
+        let RegistryError::Server { detail, .. } = parse(502, HeaderMap::new(), long.as_bytes()) else { panic!() };
+        assert_eq!(detail.chars().count(), DETAIL_CHARS + 1);
+        let html = parse(502, HeaderMap::new(), b"<html><body>Bad gateway</body></html>");
+        assert_eq!(html.to_string(), "ghcr.io answered 502");
     }
 }

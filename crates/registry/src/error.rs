@@ -3,11 +3,13 @@
 //!
 //! Messages are for people: they name the image, say what the registry answered, and say what
 //! to change (which variable to set, which list to add a host to). They never contain a token:
-//! the client scrubs the credentials it knows from anything a registry echoes back.
+//! the client scrubs the credentials it knows from anything a registry echoes back
+//! ([`shipit_core::http::Scrubber`]). After retries, the detail says how many attempts were made.
 
 use std::time::Duration;
 
 use shipit_core::ErrorKind;
+use shipit_core::http::{Attempts, RetryableError};
 
 /// An error from the registry client.
 #[derive(Debug, thiserror::Error)]
@@ -41,14 +43,14 @@ pub enum RegistryError {
     RateLimited {
         /// Registry host.
         registry: String,
-        /// How long it asked us to wait (Retry-After, in seconds).
+        /// How long it asked us to wait (Retry-After, seconds or an HTTP date).
         retry_after: Option<Duration>,
         /// What the registry said.
         detail: String,
     },
 
     /// A 5xx (or another status worth retrying): the registry is having trouble.
-    #[error("{registry} answered {status}{}", detail_suffix(.detail))]
+    #[error("{registry} answered {status}{}{}", detail_suffix(.detail), after_suffix(*.retry_after))]
     Server {
         /// Registry host.
         registry: String,
@@ -56,6 +58,8 @@ pub enum RegistryError {
         status: u16,
         /// What the registry said.
         detail: String,
+        /// How long it asked us to wait (Retry-After, seconds or an HTTP date), if it did.
+        retry_after: Option<Duration>,
     },
 
     /// The registry could not be reached (DNS, connection, timeout): worth retrying.
@@ -198,7 +202,7 @@ impl RegistryError {
     /// How long the registry asked us to wait, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::RateLimited { retry_after, .. } => *retry_after,
+            Self::RateLimited { retry_after, .. } | Self::Server { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -206,6 +210,33 @@ impl RegistryError {
     /// Whether retrying the same request may succeed.
     pub fn is_temporary(&self) -> bool {
         self.kind().is_temporary()
+    }
+}
+
+impl RetryableError for RegistryError {
+    fn is_temporary(&self) -> bool {
+        self.kind().is_temporary()
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        RegistryError::retry_after(self)
+    }
+
+    /// Notes the attempts in the detail (or the cause), where the message already says what
+    /// the registry answered.
+    fn with_attempts(mut self, attempts: Attempts) -> Self {
+        match &mut self {
+            Self::NotFound { detail, .. }
+            | Self::Unauthorized { detail, .. }
+            | Self::RateLimited { detail, .. }
+            | Self::Server { detail, .. } => {
+                *detail = if detail.is_empty() { attempts.to_string() } else { format!("{detail}; {attempts}") };
+            }
+            Self::InvalidResponse { detail, .. } => *detail = format!("{detail} ({attempts})"),
+            Self::Network { cause, .. } | Self::Tls { cause, .. } => *cause = format!("{cause} ({attempts})"),
+            _ => {}
+        }
+        self
     }
 }
 

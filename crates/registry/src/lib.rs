@@ -32,9 +32,12 @@
 //! - HTTPS everywhere — registry, token service and redirects — except for hosts listed in
 //!   `SHIPIT_INSECURE_REGISTRIES`. `localhost` is not special: a local registry is listed too.
 //! - Only requests safe to repeat (HEAD, GET, the token GET, a manifest PUT, a mount POST) are
-//!   retried, on 5xx, 429 (honouring `Retry-After`) and network errors. A blob upload that fails
-//!   that way starts over in a new session; a chunk the registry did not take (`416`) is resent
-//!   from where the session stands.
+//!   retried, on 5xx, 429 (honouring `Retry-After`, in seconds or as an HTTP date) and network
+//!   errors; the last error says how many attempts were made. A blob upload that fails that way
+//!   starts over in a new session; a chunk the registry did not take (`416`) is resent from
+//!   where the session stands.
+//! - Error bodies are quoted only through [`shipit_core::http::Scrubber`]: the token, in any
+//!   encoding a registry may echo it, never reaches a message.
 //! - Tokens are [`secrecy::SecretString`], `Authorization` headers are marked sensitive, and
 //!   neither `Debug` nor an error message shows a token.
 

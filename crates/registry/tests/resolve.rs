@@ -254,6 +254,7 @@ async fn persistent_server_errors_end_as_transient() {
     let err = client(&fake).resolve(&image(&fake, "acme/api", "v1")).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Transient, "{err}");
     assert_eq!(fake.requests().len(), 5, "one attempt and the fast policy's four retries");
+    assert!(err.message.contains("after 5 attempts over "), "the last error says so: {err}");
 }
 
 #[tokio::test]

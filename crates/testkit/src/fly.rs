@@ -38,6 +38,10 @@
 //! anything else gets `401 {"error":"unauthorized"}`. Injected [`Fault`]s are checked before auth
 //! and routing. Every request is recorded ([`FlyFake::requests`]) without its body, so no secret
 //! value is ever kept outside the secret store.
+//!
+//! Clients reach the fake through a small TCP proxy of the testkit's (its address is
+//! [`FlyFake::uri`]), which relays every request and response unchanged; it is there so that a
+//! [`Fault::Reset`] can drop a connection with a TCP reset, which wiremock cannot do.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,6 +52,8 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::proxy::{Proxy, RESET_HEADER};
 
 /// The only API token the fake accepts, as `Bearer <TOKEN>` or `FlyV1 <TOKEN>`.
 pub const TOKEN: &str = "fake-fly-token";
@@ -98,7 +104,8 @@ pub enum Behaviour {
 /// (e.g. `"/machines"`, `"/lease"`, `"/v1/apps/web/secrets"`); `method: None` matches any method.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
-    /// The next `times` matching requests get `status` (with `Retry-After: <secs>` when set)
+    /// `path_contains` ending in `$` matches only at the end of the path, and `…/$` matches
+    /// the prefix plus exactly one more segment. The next `times` matching requests get `status` (with `Retry-After: <secs>` when set)
     /// and a `{"error": ...}` body. They have no effect on the fake's state.
     Status {
         /// HTTP method to match (case-insensitive), or any.
@@ -131,6 +138,52 @@ pub enum Fault {
         /// How long to hold each matching response.
         delay: Duration,
     },
+    /// The next `times` matching requests ARE applied, and answered after a real `delay`: longer
+    /// than the client's request timeout, the client gives up on an answer that was coming.
+    Slow {
+        /// HTTP method to match (case-insensitive), or any.
+        method: Option<String>,
+        /// Substring of the request path to match.
+        path_contains: String,
+        /// How long to hold each matching response.
+        delay: Duration,
+        /// How many matching requests are slow.
+        times: u32,
+    },
+    /// The next `times` matching requests get no answer: the connection is reset (TCP RST) once
+    /// the request has arrived. They have no effect on the fake's state, and are recorded with
+    /// status 0.
+    Reset {
+        /// HTTP method to match (case-insensitive), or any.
+        method: Option<String>,
+        /// Substring of the request path to match.
+        path_contains: String,
+        /// How many matching requests are reset.
+        times: u32,
+    },
+    /// The next `times` matching requests ARE applied, but answer `200` with a body that is not
+    /// JSON (`{"id": "trunc`, as from a proxy that cut the response short).
+    Malformed {
+        /// HTTP method to match (case-insensitive), or any.
+        method: Option<String>,
+        /// Substring of the request path to match.
+        path_contains: String,
+        /// How many matching requests get the malformed body.
+        times: u32,
+    },
+    /// Machine creates and updates (`POST /apps/{app}/machines[/{id}]`) whose `config.image`
+    /// has `digest` (with or without `sha256:`): the first `after` pass, every later one is
+    /// refused with `status` and not applied, until [`FlyFake::clear_faults`]. A deploy of that
+    /// digest therefore fails after it changed some machines (a failure after the settings
+    /// moved), while a restore of another digest goes through.
+    RefuseImage {
+        /// The image digest whose creates and updates are refused.
+        digest: String,
+        /// How many of them pass first.
+        after: u32,
+        /// Status to answer with, e.g. 422.
+        status: u16,
+    },
 }
 
 impl Fault {
@@ -153,13 +206,31 @@ impl Fault {
 
     fn matches(&self, method: &str, path: &str) -> bool {
         let (m, p) = match self {
-            Fault::Status { method, path_contains, .. } | Fault::LostResponse { method, path_contains, .. } => {
-                (method.as_deref(), path_contains)
-            }
+            Fault::Status { method, path_contains, .. }
+            | Fault::LostResponse { method, path_contains, .. }
+            | Fault::Slow { method, path_contains, .. }
+            | Fault::Reset { method, path_contains, .. }
+            | Fault::Malformed { method, path_contains, .. } => (method.as_deref(), path_contains),
             Fault::Delay { path_contains, .. } => (None, path_contains),
+            Fault::RefuseImage { .. } => return false,
         };
-        m.is_none_or(|m| m.eq_ignore_ascii_case(method)) && path.contains(p.as_str())
+        // A trailing `$` anchors the match at the end of the path (`/machines/$` is an update,
+        // not a lease).
+        let hit = match p.strip_suffix('$') {
+            Some(end) => path.ends_with(end) || path_ends_with_segment_after(path, end),
+            None => path.contains(p.as_str()),
+        };
+        m.is_none_or(|m| m.eq_ignore_ascii_case(method)) && hit
     }
+}
+
+/// Whether `path` is `prefix` followed by exactly one more segment (`…/machines/` + an id).
+fn path_ends_with_segment_after(path: &str, prefix: &str) -> bool {
+    prefix.ends_with('/')
+        && path.find(prefix).is_some_and(|i| {
+            let rest = &path[i + prefix.len()..];
+            !rest.is_empty() && !rest.contains('/')
+        })
 }
 
 /// A machine as the fake holds it, for assertions (see [`FlyFake::machines`]).
@@ -209,7 +280,7 @@ pub struct RecordedRequest {
     pub has_nonce: bool,
     /// Whether the `Authorization` header carried the fake token.
     pub authorization_ok: bool,
-    /// Status the fake answered with.
+    /// Status the fake answered with; 0 when the connection was reset instead ([`Fault::Reset`]).
     pub status: u16,
 }
 
@@ -217,6 +288,9 @@ pub struct RecordedRequest {
 pub struct FlyFake {
     server: MockServer,
     state: Arc<Mutex<State>>,
+    /// `None` only when the proxy could not start: then clients talk to wiremock directly and a
+    /// [`Fault::Reset`] is answered `502` instead.
+    proxy: Option<Proxy>,
 }
 
 impl std::fmt::Debug for FlyFake {
@@ -232,14 +306,19 @@ impl FlyFake {
     /// Starts the fake on a free port of 127.0.0.1, with no apps.
     pub async fn start() -> FlyFake {
         let server = MockServer::start().await;
+        let proxy = Proxy::start(*server.address()).ok();
         let state = Arc::new(Mutex::new(State::new()));
+        state.lock().unwrap_or_else(|e| e.into_inner()).proxied = proxy.is_some();
         Mock::given(any()).respond_with(Handler(Arc::clone(&state))).mount(&server).await;
-        FlyFake { server, state }
+        FlyFake { server, state, proxy }
     }
 
     /// Base URL to give the client, including `/v1`, e.g. `http://127.0.0.1:4567/v1`.
     pub fn uri(&self) -> String {
-        format!("{}/v1", self.server.uri())
+        match &self.proxy {
+            Some(p) => format!("http://{}/v1", p.addr()),
+            None => format!("{}/v1", self.server.uri()),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -414,6 +493,8 @@ struct State {
     behaviours: BTreeMap<String, Behaviour>,
     faults: Vec<Fault>,
     requests: Vec<RecordedRequest>,
+    /// Whether clients come through the proxy (which can reset a connection).
+    proxied: bool,
 }
 
 struct AppState {
@@ -697,6 +778,7 @@ impl State {
             behaviours: BTreeMap::new(),
             faults: Vec::new(),
             requests: Vec::new(),
+            proxied: false,
         }
     }
 
@@ -777,6 +859,7 @@ impl State {
                 },
             ),
             (_, ["apps", app, "machines", id, "lease"]) => self.lease(app, id, c),
+            ("POST", ["apps", app, "machines", id, "metadata", key]) => self.set_metadata(app, id, key, c),
             ("GET", ["apps", app, "machines", id, "wait"]) => self.wait(app, id, c),
             ("POST", ["apps", app, "machines", id, "stop"]) => self.stop_machine(app, id, c),
             ("POST", ["apps", app, "machines", id, "start"]) => self.start_machine(app, id, c),
@@ -786,6 +869,37 @@ impl State {
             },
             ("POST", ["apps", app, "secrets"]) => self.set_secrets(app, c),
             _ => Reply::error(404, format!("no route for {} {}", c.method, c.path)),
+        }
+    }
+
+    /// `POST …/metadata/{key} {"value": …}`: sets `config.metadata[key]` in place. Like the
+    /// live API it makes no new config version and restarts nothing; a lease held by someone
+    /// else refuses it.
+    fn set_metadata(&mut self, app: &str, id: &str, key: &str, c: &Call<'_>) -> Reply {
+        let body = match c.json_body() {
+            Ok(b) => b,
+            Err(e) => return e,
+        };
+        let Some(value) = body.get("value").and_then(Value::as_str).map(str::to_owned) else {
+            return Reply::error(400, "value is required");
+        };
+        match self.find(app, id) {
+            Err(e) => e,
+            Ok((_, now, m)) => {
+                if let Err(e) = m.check_lease(c.nonce, now) {
+                    return e;
+                }
+                match m.config.as_object_mut() {
+                    Some(cfg) => {
+                        let meta = cfg.entry("metadata").or_insert_with(|| json!({}));
+                        if let Some(meta) = meta.as_object_mut() {
+                            meta.insert(key.to_owned(), Value::String(value));
+                        }
+                        Reply::empty(204)
+                    }
+                    None => Reply::error(500, "machine has no config"),
+                }
+            }
         }
     }
 
@@ -1195,7 +1309,7 @@ impl Respond for Handler {
         let auth = header("authorization").unwrap_or("");
         let authorization_ok = [format!("Bearer {TOKEN}"), format!("FlyV1 {TOKEN}")].iter().any(|a| a == auth.trim());
 
-        let delay: Duration = st
+        let mut delay: Duration = st
             .faults
             .iter()
             .filter(|f| matches!(f, Fault::Delay { .. }) && f.matches(&method, &path))
@@ -1204,29 +1318,50 @@ impl Respond for Handler {
                 _ => Duration::ZERO,
             })
             .sum();
+        if let Some(Taken::Slow(d)) = take_fault(&mut st.faults, &method, &path, Phase::Slow) {
+            delay += d;
+        }
         let mut retry_after = None;
-        let reply = if let Some((status, ra)) = take_fault(&mut st.faults, &method, &path, false) {
-            retry_after = ra;
-            Reply::error(status, fault_message(status))
-        } else if !authorization_ok {
-            Reply::error(401, "unauthorized")
-        } else {
-            let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-            let call = Call {
-                method: &method,
-                path: &path,
-                segs: match segs.split_first() {
-                    Some((&"v1", rest)) => rest.to_vec(),
-                    _ => vec!["-not-v1-"],
-                },
-                query: req.url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
-                nonce,
-                body: &req.body,
-            };
-            let reply = st.route(&call);
-            match take_fault(&mut st.faults, &method, &path, true) {
-                Some((status, _)) => Reply::error(status, fault_message(status)),
-                None => reply,
+        let mut reset = false;
+        let mut malformed = false;
+        let reply = match take_fault(&mut st.faults, &method, &path, Phase::BeforeRouting) {
+            Some(Taken::Status(status, ra)) => {
+                retry_after = ra;
+                Reply::error(status, fault_message(status))
+            }
+            Some(Taken::Reset) if st.proxied => {
+                reset = true;
+                Reply::empty(0)
+            }
+            Some(Taken::Reset) => Reply::error(502, "connection reset (the fake runs without its proxy)"),
+            _ if !authorization_ok => Reply::error(401, "unauthorized"),
+            _ => {
+                let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+                let call = Call {
+                    method: &method,
+                    path: &path,
+                    segs: match segs.split_first() {
+                        Some((&"v1", rest)) => rest.to_vec(),
+                        _ => vec!["-not-v1-"],
+                    },
+                    query: req.url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
+                    nonce,
+                    body: &req.body,
+                };
+                match refuse_image(&mut st.faults, &call) {
+                    Some(status) => Reply::error(status, format!("image refused: {}", fault_message(status))),
+                    None => {
+                        let reply = st.route(&call);
+                        match take_fault(&mut st.faults, &method, &path, Phase::AfterRouting) {
+                            Some(Taken::Status(status, _)) => Reply::error(status, fault_message(status)),
+                            Some(Taken::Malformed) => {
+                                malformed = true;
+                                Reply::empty(200)
+                            }
+                            _ => reply,
+                        }
+                    }
+                }
             }
         };
 
@@ -1240,8 +1375,13 @@ impl Respond for Handler {
         });
         drop(st);
 
+        if reset {
+            return ResponseTemplate::new(500).insert_header(RESET_HEADER, "1");
+        }
         let mut t = ResponseTemplate::new(reply.status);
-        if let Some(body) = reply.body {
+        if malformed {
+            t = t.set_body_raw(b"{\"id\": \"trunc".to_vec(), "application/json");
+        } else if let Some(body) = reply.body {
             t = t.set_body_json(body);
         }
         if let Some(secs) = retry_after {
@@ -1254,33 +1394,100 @@ impl Respond for Handler {
     }
 }
 
-/// Consumes one use of the first matching `Status` (or, with `lost`, `LostResponse`) fault.
-fn take_fault(faults: &mut Vec<Fault>, method: &str, path: &str, lost: bool) -> Option<(u16, Option<u64>)> {
+/// Which faults a lookup takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// `Status` and `Reset`: the request is not applied.
+    BeforeRouting,
+    /// `LostResponse` and `Malformed`: the request was applied.
+    AfterRouting,
+    /// `Slow`.
+    Slow,
+}
+
+/// A fault use taken.
+enum Taken {
+    Status(u16, Option<u64>),
+    Reset,
+    Malformed,
+    Slow(Duration),
+}
+
+/// Consumes one use of the first matching fault of `phase`, in the order they were injected.
+fn take_fault(faults: &mut Vec<Fault>, method: &str, path: &str, phase: Phase) -> Option<Taken> {
     let i = faults.iter().position(|f| {
         f.matches(method, path)
             && match f {
-                Fault::Status { times, .. } => !lost && *times > 0,
-                Fault::LostResponse { times, .. } => lost && *times > 0,
-                Fault::Delay { .. } => false,
+                Fault::Status { times, .. } | Fault::Reset { times, .. } => phase == Phase::BeforeRouting && *times > 0,
+                Fault::LostResponse { times, .. } | Fault::Malformed { times, .. } => {
+                    phase == Phase::AfterRouting && *times > 0
+                }
+                Fault::Slow { times, .. } => phase == Phase::Slow && *times > 0,
+                Fault::Delay { .. } | Fault::RefuseImage { .. } => false,
             }
     })?;
     let out = match faults.get_mut(i)? {
         Fault::Status { status, times, retry_after, .. } => {
             *times -= 1;
-            (*status, *retry_after)
+            Taken::Status(*status, *retry_after)
         }
         Fault::LostResponse { status, times, .. } => {
             *times -= 1;
-            (*status, None)
+            Taken::Status(*status, None)
         }
-        Fault::Delay { .. } => return None,
+        Fault::Reset { times, .. } => {
+            *times -= 1;
+            Taken::Reset
+        }
+        Fault::Malformed { times, .. } => {
+            *times -= 1;
+            Taken::Malformed
+        }
+        Fault::Slow { times, delay, .. } => {
+            *times -= 1;
+            Taken::Slow(*delay)
+        }
+        Fault::Delay { .. } | Fault::RefuseImage { .. } => return None,
     };
-    faults.retain(|f| !matches!(f, Fault::Status { times: 0, .. } | Fault::LostResponse { times: 0, .. }));
+    faults.retain(|f| {
+        !matches!(
+            f,
+            Fault::Status { times: 0, .. }
+                | Fault::LostResponse { times: 0, .. }
+                | Fault::Reset { times: 0, .. }
+                | Fault::Malformed { times: 0, .. }
+                | Fault::Slow { times: 0, .. }
+        )
+    });
     Some(out)
+}
+
+/// The status to refuse a machine create or update with, under a [`Fault::RefuseImage`].
+fn refuse_image(faults: &mut [Fault], c: &Call<'_>) -> Option<u16> {
+    let is_write = c.method == "POST" && matches!(c.segs.as_slice(), ["apps", _, "machines"] | ["apps", _, "machines", _]);
+    if !is_write {
+        return None;
+    }
+    let body: Value = serde_json::from_slice(c.body).ok()?;
+    let image = body.pointer("/config/image").and_then(Value::as_str)?;
+    let digest = parse_image(image).digest?;
+    faults.iter_mut().find_map(|f| match f {
+        Fault::RefuseImage { digest: d, after, status } if normalize_digest(d) == normalize_digest(&digest) => {
+            if *after > 0 {
+                *after -= 1;
+                None
+            } else {
+                Some(*status)
+            }
+        }
+        _ => None,
+    })
 }
 
 fn fault_message(status: u16) -> &'static str {
     match status {
+        401 => "unauthorized",
+        422 => "unprocessable entity",
         429 => "rate limit exceeded",
         500 => "internal server error",
         502 => "bad gateway",

@@ -102,7 +102,11 @@ where
     let mut attempts = 0;
     let mut failures: u32 = 0;
     let mut last_error = None;
-    let timeout = |attempts, last_error| PollError::Timeout { waited: deadline.saturating_duration_since(started), attempts, last_error };
+    let timeout = |attempts, last_error| PollError::Timeout {
+        waited: deadline.saturating_duration_since(started),
+        attempts,
+        last_error,
+    };
     loop {
         if cancel.is_cancelled() {
             return Err(PollError::Cancelled);
@@ -208,14 +212,14 @@ mod tests {
         let script = vec![Ok(Poll::Pending), Ok(Poll::Pending), Ok(Poll::Ready(7))];
         let (r, times) = run(Duration::from_secs(10), 100 * MS, &CancellationToken::new(), script).await;
         assert_eq!(r.unwrap(), 7);
-        assert_eq!(times, [0 * MS, 100 * MS, 200 * MS]);
+        assert_eq!(times, [Duration::ZERO, 100 * MS, 200 * MS]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn times_out_at_the_deadline() {
         let start = Instant::now();
         let (r, times) = run(Duration::from_secs(1), 300 * MS, &CancellationToken::new(), vec![]).await;
-        assert_eq!(times, [0 * MS, 300 * MS, 600 * MS, 900 * MS]);
+        assert_eq!(times, [Duration::ZERO, 300 * MS, 600 * MS, 900 * MS]);
         assert_eq!(start.elapsed(), Duration::from_secs(1), "not a moment later");
         let e = r.unwrap_err();
         assert!(matches!(e, PollError::Timeout { attempts: 4, last_error: None, .. }), "{e:?}");
@@ -250,7 +254,7 @@ mod tests {
         let (r, times) = run(Duration::from_secs(60), 100 * MS, &CancellationToken::new(), script).await;
         assert_eq!(r.unwrap(), 1);
         // Waits: 200, 400, 800 (doubling), 100 (after a Pending), 200 (count reset).
-        assert_eq!(times, [0 * MS, 200 * MS, 600 * MS, 1400 * MS, 1500 * MS, 1700 * MS]);
+        assert_eq!(times, [Duration::ZERO, 200 * MS, 600 * MS, 1400 * MS, 1500 * MS, 1700 * MS]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -266,7 +270,7 @@ mod tests {
         let script = vec![Err(E::Busy(Some(Duration::from_secs(5)))), Ok(Poll::Ready(2))];
         let (r, times) = run(Duration::from_secs(60), 100 * MS, &CancellationToken::new(), script).await;
         assert_eq!(r.unwrap(), 2);
-        assert_eq!(times, [0 * MS, Duration::from_secs(5)]);
+        assert_eq!(times, [Duration::ZERO, Duration::from_secs(5)]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -297,7 +301,7 @@ mod tests {
         });
         let (r, times) = run(Duration::from_secs(60), Duration::from_secs(10), &cancel, vec![]).await;
         assert!(matches!(r, Err(PollError::Cancelled)), "{r:?}");
-        assert_eq!(times, [0 * MS]);
+        assert_eq!(times, [Duration::ZERO]);
         assert_eq!(start.elapsed(), 250 * MS, "at once, not at the next check");
         let core: Error = r.unwrap_err().into();
         assert_eq!(core.kind, ErrorKind::Cancelled);

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use shipit_core::retry::RetryPolicy;
-use shipit_core::{App, DeployRequest, ImageRef, ReleaseInfo, Service, Strategy, Target};
+use shipit_core::{
+    App, DeployRequest, Deployed, Error, ImageRef, PinnedImage, Platform, Release, ReleaseInfo, RestoreReason,
+    RestoreRequest, Service, Strategy, Target,
+};
 use shipit_fly::FlyPlatform;
 use shipit_testkit::fly::{FlyFake, RecordedRequest, TOKEN};
 
@@ -81,8 +84,9 @@ pub fn platform(fake: &FlyFake) -> FlyPlatform {
 /// A deploy of `service` to the image labelled `label` as release `n`.
 pub fn request<'a>(t: Target<'a>, service: &'a Service, label: &str, n: u32) -> DeployRequest<'a> {
     let image: ImageRef = service.image.with_tag(label).with_digest(&digest(label));
+    let image = PinnedImage::new(image).unwrap();
     let mut req = DeployRequest::new(t, service, image, ReleaseInfo::new(release(n), Some(format!("abc{n:04}"))));
-    req.strategy = Strategy::Rolling;
+    req.strategy = Some(Strategy::Rolling);
     req.wait_timeout = Duration::from_secs(5);
     req
 }
@@ -102,4 +106,27 @@ pub fn updates(requests: &[RecordedRequest]) -> Vec<&RecordedRequest> {
 /// Lease acquisitions (`POST …/lease`).
 pub fn lease_posts(requests: &[RecordedRequest]) -> Vec<&RecordedRequest> {
     requests.iter().filter(|r| r.method == "POST" && r.path.ends_with("/lease")).collect()
+}
+
+/// A deploy the way the engine runs it: the restore point first, then the deploy.
+pub async fn deploy(fly: &FlyPlatform, req: &DeployRequest<'_>) -> Result<Deployed, Error> {
+    let mut point = fly.restore_point(req.target, req.service).await?;
+    fly.deploy(req, &mut point).await.map_err(Error::from)
+}
+
+/// A rollback the way the engine runs it: `to`'s restore point, then a restore with the
+/// request's wait and lock settings; `req.release` names the failed release when it is not `to`.
+pub async fn rollback(fly: &FlyPlatform, req: &DeployRequest<'_>, to: &Release) -> Result<Deployed, Error> {
+    let point = fly.release_point(req.target, req.service, to).await?;
+    let reason = if req.release.id == to.id {
+        RestoreReason::Rollback
+    } else {
+        RestoreReason::Failed { release: req.release.clone(), why: "test".into() }
+    };
+    let mut r = RestoreRequest::new(req.target, req.service, reason);
+    r.wait_timeout = req.wait_timeout;
+    r.lock_wait = req.lock_wait;
+    r.cancel = req.cancel.clone();
+    r.events = req.events.clone();
+    fly.restore(&r, &point).await.map_err(Error::from)
 }
