@@ -259,6 +259,7 @@ pub fn human_summary(s: &Summary) -> String {
     for r in &s.services {
         let runs = match (&r.running_digest, r.running_digests.as_slice()) {
             (Some(d), _) => short(d),
+            (None, []) if r.status_error.is_some() => "unknown (its status could not be read)".to_string(),
             (None, []) => "nothing".to_string(),
             (None, many) => format!("mixed: {}", many.iter().map(|d| short(d)).collect::<Vec<_>>().join(", ")),
         };
@@ -286,7 +287,10 @@ fn write_step_summary(s: &Summary) {
             "| {} | {} | `{}` | {} |\n",
             r.service,
             result_text(r.result),
-            r.running_digest.as_deref().map(short).unwrap_or_else(|| "—".to_string()),
+            r.running_digest
+                .as_deref()
+                .map(short)
+                .unwrap_or_else(|| if r.status_error.is_some() { "unknown" } else { "—" }.to_string()),
             r.running_release.as_deref().unwrap_or("—")
         ));
     }

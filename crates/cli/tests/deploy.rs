@@ -193,6 +193,35 @@ fn dry_run_needs_no_token_and_sends_nothing() {
 }
 
 #[test]
+fn dry_run_json_prints_every_call_as_an_object() {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/forgestack/shipit.toml");
+    let out = Command::cargo_bin("shipit")
+        .unwrap()
+        .env_clear()
+        .env("SHIPIT_FLY_API_URL", "http://127.0.0.1:9/v1")
+        .arg("-f")
+        .arg(&manifest)
+        .args(["--json", "deploy", "--env", "staging", "--tag", "3f2c1ab", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let dry = lines.iter().find(|l| l["event"] == "dry_run").expect("a dry_run object");
+    let api = dry["services"].as_array().unwrap().iter().find(|s| s["service"] == "api").unwrap();
+    let calls = api["calls"].as_array().unwrap();
+    assert!(calls.iter().all(|c| c["method"].is_string() && c["url"].is_string()), "{calls:#?}");
+    let update = calls
+        .iter()
+        .find(|c| c["method"] == "POST" && c["url"].as_str().unwrap().ends_with("/machines/{id}"))
+        .expect("the machine update");
+    assert_eq!(update["body"]["config"]["image"], "ghcr.io/acme/forgestack-api:3f2c1ab@<digest of the tag>");
+    let lease = calls.iter().position(|c| c["url"].as_str().unwrap().contains("/lease?ttl=")).unwrap();
+    let first_update = calls.iter().position(|c| c == update).unwrap();
+    assert!(lease < first_update, "leases come first");
+}
+
+#[test]
 fn railway_deploys_are_not_built_yet() {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/forgestack/shipit.toml");
     let out = Command::cargo_bin("shipit")

@@ -1,5 +1,6 @@
-//! shipit's core: the application model, the `shipit.toml` reader, and the renderers that do
-//! not belong to one platform (Docker Compose and the GitHub Actions workflow).
+//! shipit's core: the application model, the `shipit.toml` reader, the [`Platform`] trait, the
+//! deploy engine, the HTTP plumbing every API client shares, and the renderers that do not
+//! belong to one platform (Docker Compose and the GitHub Actions workflow).
 //!
 //! # Design
 //!
@@ -16,9 +17,24 @@
 //! name), so the same manifest always yields byte-identical files, which `shipit render --check`
 //! relies on.
 //!
+//! The engine ([`engine`]) orders, decides and reports; a platform acts. The engine takes the
+//! services in dependency order, decides whether a failed one is restored, and builds the verdict
+//! from the platform's status *after* the operation. It knows no platform's mechanism (machines,
+//! leases, versions, deployments). The [`Platform`] trait ([`platform`]) is what it asks of one
+//! service of one environment: restore points, deploy, restore, status, releases, secrets.
+//!
+//! Before it changes a service, the engine takes the platform's [`RestorePoint`]: what runs, plus
+//! an opaque record of everything a deploy moves. A deploy that fails without touching anything is
+//! not restored; one that touched something is put back to that point by the platform's
+//! [`restore`](Platform::restore), image *and* settings, never old secret values. With
+//! `--on-failure leave`, or nothing earlier to go back to, the failed release is recorded as failed
+//! ([`Platform::mark_failed`]) so a rollback never returns to it. A rollback takes its point from
+//! history ([`Platform::release_point`]) and goes through the same `restore`.
+//!
 //! What every API client needs lives here once ([`http`], [`retry`]): Retry-After and
 //! rate-limit headers, error bodies scrubbed of secrets and cut to size, status polling with a
-//! deadline and cancellation, and retries that keep each client's own error type.
+//! deadline and cancellation, and retries that keep each client's own error type. It takes plain
+//! values (header text, body bytes, the time), so it depends on no HTTP client and knows no API.
 
 pub mod compose;
 pub mod duration;

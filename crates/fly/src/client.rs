@@ -118,6 +118,8 @@ pub struct Machine {
     pub created_at: Option<String>,
     /// Updated at (RFC 3339).
     pub updated_at: Option<String>,
+    /// The nonce of the lease a create with `lease_ttl` took (only in a create's answer).
+    pub nonce: Option<String>,
 }
 
 impl Machine {
@@ -175,12 +177,16 @@ pub struct CreateMachine {
     /// Secrets version the machine must see.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_secrets_version: Option<u64>,
+    /// Seconds of a lease the new machine is born with (its nonce comes back in the answer), so
+    /// no other deploy can take it over while it passes its gate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_ttl: Option<u64>,
 }
 
 impl CreateMachine {
     /// A create request.
     pub fn new(name: String, region: String, config: Value, min_secrets_version: Option<u64>) -> Self {
-        Self { name, region, config, min_secrets_version }
+        Self { name, region, config, min_secrets_version, lease_ttl: None }
     }
 }
 
@@ -455,6 +461,12 @@ impl FlyClient {
     /// `GET /apps/{app}/machines/{id}`.
     pub async fn get_machine(&self, app: &str, id: &str) -> Result<Machine, FlyError> {
         self.get("machine", format!("/apps/{app}/machines/{id}")).await
+    }
+
+    /// `GET /apps/{app}/machines/{id}`, one request, not retried: for loops that poll and back
+    /// off by themselves (the health gate's `poll_until`).
+    pub async fn get_machine_once(&self, app: &str, id: &str) -> Result<Machine, FlyError> {
+        self.get_once("machine", format!("/apps/{app}/machines/{id}")).await
     }
 
     /// `POST /apps/{app}/machines`. After an ambiguous failure it lists the machines and returns

@@ -156,10 +156,12 @@ pub(crate) fn releases(service: &str, histories: &[History<'_>]) -> Vec<Release>
     let mut out: Vec<(Option<i64>, usize, Release)> = merged
         .into_iter()
         .filter_map(|((id, digest), e)| {
-            let status = if e.live {
-                ReleaseStatus::Live
-            } else if e.failed {
+            // A release recorded as failed stays failed even while it runs (`--on-failure
+            // leave`, or nothing earlier to go back to): it never passed its gate.
+            let status = if e.failed {
                 ReleaseStatus::Failed
+            } else if e.live {
+                ReleaseStatus::Live
             } else {
                 ReleaseStatus::Superseded
             };

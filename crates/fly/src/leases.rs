@@ -6,6 +6,7 @@
 //! leases are refreshed at half their TTL while the rollout runs and released on every path
 //! (in the background if the rollout future is dropped).
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -22,7 +23,8 @@ pub(crate) struct LeaseGuard {
     app: String,
     service: String,
     events: Events,
-    held: Vec<(String, String)>,
+    /// (machine id, nonce); behind a lock so the refresher can read it while creates add to it.
+    held: Mutex<Vec<(String, String)>>,
 }
 
 impl LeaseGuard {
@@ -32,13 +34,17 @@ impl LeaseGuard {
             app: job.app.clone(),
             service: job.service.name.clone(),
             events: job.events.clone(),
-            held: Vec::new(),
+            held: Mutex::new(Vec::new()),
         }
     }
 
+    fn held(&self) -> Vec<(String, String)> {
+        self.held.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
     /// The nonce of our lease on machine `id`.
-    pub(crate) fn nonce(&self, id: &str) -> Option<&str> {
-        self.held.iter().find(|(m, _)| m == id).map(|(_, n)| n.as_str())
+    pub(crate) fn nonce(&self, id: &str) -> Option<String> {
+        self.held().into_iter().find(|(m, _)| m == id).map(|(_, n)| n)
     }
 
     /// Whether we hold machine `id`.
@@ -46,9 +52,16 @@ impl LeaseGuard {
         self.nonce(id).is_some()
     }
 
+    /// Records a lease taken some other way (a machine created with `lease_ttl`).
+    pub(crate) fn add(&self, id: &str, nonce: String) {
+        if let Ok(mut h) = self.held.lock() {
+            h.push((id.to_string(), nonce));
+        }
+    }
+
     /// Releases every lease, in parallel.
-    pub(crate) async fn release(mut self) {
-        let held = std::mem::take(&mut self.held);
+    pub(crate) async fn release(self) {
+        let held = self.held.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
         let results = join_all(held.iter().map(|(id, nonce)| self.client.release_lease(&self.app, id, nonce))).await;
         for ((id, _), r) in held.iter().zip(results) {
             if let Err(e) = r {
@@ -63,7 +76,7 @@ impl LeaseGuard {
     /// Leases `machines` (those not held yet) in id order, waiting up to `job.lock_wait` for
     /// leases others hold. On failure the leases taken so far stay in the guard for the caller
     /// to release.
-    pub(crate) async fn acquire(&mut self, job: &Job<'_>, machines: &[&Machine]) -> Result<(), Error> {
+    pub(crate) async fn acquire(&self, job: &Job<'_>, machines: &[&Machine]) -> Result<(), Error> {
         let mut ids: Vec<&str> = machines.iter().map(|m| m.id.as_str()).filter(|id| !self.holds(id)).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -76,7 +89,7 @@ impl LeaseGuard {
                 }
                 match job.client.acquire_lease(&job.app, id, job.lease_ttl, &job.lease_label).await {
                     Ok(lease) => {
-                        self.held.push((id.to_string(), lease.nonce));
+                        self.add(id, lease.nonce);
                         break;
                     }
                     Err(FlyError::Conflict { owner, .. }) => {
@@ -109,7 +122,7 @@ impl LeaseGuard {
         let every = (ttl / 2).max(Duration::from_millis(100));
         loop {
             tokio::time::sleep(every).await;
-            for (id, nonce) in &self.held {
+            for (id, nonce) in &self.held() {
                 if let Err(e) = self.client.refresh_lease(&self.app, id, nonce, ttl).await {
                     self.events.warn(Some(&self.service), format!("could not refresh the lease on machine {id}: {e}"));
                 }
@@ -120,12 +133,13 @@ impl LeaseGuard {
 
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
-        if self.held.is_empty() {
+        let held = self.held.get_mut().map(std::mem::take).unwrap_or_default();
+        if held.is_empty() {
             return;
         }
         // Dropped mid-rollout (the deploy future was abandoned): release in the background.
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
-        let (client, app, held) = (self.client.clone(), self.app.clone(), std::mem::take(&mut self.held));
+        let (client, app) = (self.client.clone(), self.app.clone());
         rt.spawn(async move {
             for (id, nonce) in held {
                 let _ = client.release_lease(&app, &id, &nonce).await;

@@ -16,9 +16,8 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use shipit_core::{
     App, Capabilities, DeployFailure, DeployRequest, Deployed, Error, ErrorKind, FieldChange, ImageRef, Instance,
-    InstanceState, PlannedCall, Platform, PlatformKind, Release, ReleaseInfo, RenderError, RenderedFile,
-    RestorePoint, RestoreRequest, SecretsSynced, Service, ServicePlan, ServiceStatus, Strategy, Target,
-    database_reference_names,
+    InstanceState, PlannedCall, Platform, PlatformKind, Release, ReleaseInfo, RenderError, RenderedFile, RestorePoint,
+    RestoreRequest, SecretsSynced, Service, ServicePlan, ServiceStatus, Strategy, Target, database_reference_names,
 };
 
 use crate::client::{FlyClient, Machine, MachineVersion, NONCE_HEADER};
@@ -164,7 +163,12 @@ impl FlyPlatform {
         self.secrets_versions.lock().ok().and_then(|m| m.get(app).copied())
     }
 
-    async fn deploy_inner(&self, job: &Job<'_>, req: &DeployRequest<'_>, point: &mut RestorePoint) -> Result<Deployed, Error> {
+    async fn deploy_inner(
+        &self,
+        job: &Job<'_>,
+        req: &DeployRequest<'_>,
+        point: &mut RestorePoint,
+    ) -> Result<Deployed, Error> {
         let service = req.service;
         let svc = service.name.as_str();
         let app = &job.app;
@@ -216,7 +220,12 @@ impl FlyPlatform {
         Ok(Deployed::new(svc, req.digest(), job.touched(), machines.len() + created))
     }
 
-    async fn restore_inner(&self, job: &Job<'_>, req: &RestoreRequest<'_>, point: &RestorePoint) -> Result<Deployed, Error> {
+    async fn restore_inner(
+        &self,
+        job: &Job<'_>,
+        req: &RestoreRequest<'_>,
+        point: &RestorePoint,
+    ) -> Result<Deployed, Error> {
         let svc = &req.service.name;
         let app = &job.app;
         let nothing = || Error::new(ErrorKind::NotFound, format!("{svc}: nothing to put back (no earlier release)"));
@@ -227,7 +236,8 @@ impl FlyPlatform {
         }
         let machines = app_machines(&self.client, app).await?;
         let failed = restore::failed_list(&machines, req.reason.failed_release().map(|r| r.id.as_str()));
-        let exact = restore::configs(point).into_iter().map(|(id, c)| (id, restore::with_failed(&c, &failed))).collect();
+        let exact =
+            restore::configs(point).into_iter().map(|(id, c)| (id, restore::with_failed(&c, &failed))).collect();
         let desired = Desired { config: restore::with_failed(&fallback, &failed), exact, per_region: None, digest };
         rollout::run(job, &desired, None, &machines).await?;
         Ok(Deployed::new(svc, desired.digest.clone(), job.touched(), machines.len()))
@@ -301,8 +311,7 @@ impl Platform for FlyPlatform {
                 .when(lease)
                 .note("what runs, read again under the leases"),
         );
-        let batch =
-            "then in batches (rolling: a third at a time; immediate: all at once), for each machine whose image or settings differ:";
+        let batch = "then in batches (rolling: a third at a time; immediate: all at once), for each machine whose image or settings differ:";
         out.push(
             PlannedCall::new("POST", machine.clone())
                 .body(json!({ "config": config }))
@@ -324,7 +333,12 @@ impl Platform for FlyPlatform {
         for region in &regions {
             out.push(
                 PlannedCall::new("POST", format!("{base}/apps/{app}/machines"))
-                    .body(json!({ "name": format!("{region}-1"), "region": region, "config": config }))
+                    .body(json!({
+                        "name": format!("{region}-1"),
+                        "region": region,
+                        "config": config,
+                        "lease_ttl": ttl,
+                    }))
                     .when(create.clone()),
             );
         }
@@ -414,7 +428,10 @@ impl Platform for FlyPlatform {
     ) -> Result<RestorePoint, Error> {
         let app = app_name(target, service);
         let Some(digest) = release.digest.as_deref() else {
-            return Err(Error::new(ErrorKind::NotFound, format!("release {} has no recorded image digest", release.id)));
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("release {} has no recorded image digest", release.id),
+            ));
         };
         if self.client.get_app(&app).await?.is_none() {
             return Err(Error::new(ErrorKind::NotFound, format!("app {app} does not exist on Fly")));
@@ -484,7 +501,13 @@ impl Platform for FlyPlatform {
             .iter()
             .map(|m| {
                 let healthy = m.state == "started" && crate::gate::checks_pass(m, machine::check_count(&m.config));
-                Instance::new(&m.id, Some(m.region.clone()), instance_state(&m.state), digest_of_config(&m.config), healthy)
+                Instance::new(
+                    &m.id,
+                    Some(m.region.clone()),
+                    instance_state(&m.state),
+                    digest_of_config(&m.config),
+                    healthy,
+                )
             })
             .collect();
         Ok(st)
@@ -507,7 +530,9 @@ impl Platform for FlyPlatform {
                 let mut h: History<'_> = vs.iter().map(|v| (&v.user_config, history::ulid_time(&v.version))).collect();
                 // The current config, unless the newest version is it.
                 let newest_is_current = h.last().is_some_and(|(c, _)| {
-                    history::release_id_of(c) == history::release_id_of(&m.config) && image_of(c) == image_of(&m.config)
+                    history::release_id_of(c) == history::release_id_of(&m.config)
+                        && image_of(c) == image_of(&m.config)
+                        && machine::failed_ids(c) == machine::failed_ids(&m.config)
                 });
                 if !newest_is_current {
                     h.push((&m.config, None));
@@ -552,4 +577,3 @@ impl Platform for FlyPlatform {
         }
     }
 }
-

@@ -47,7 +47,8 @@ fn common_release<'a>(service: &Service, configs: impl Iterator<Item = &'a Value
     let mut r = Release::new(id, &service.name, ReleaseStatus::Live);
     r.image = config.get("image").and_then(Value::as_str).map(str::to_string);
     r.digest = Some(digest);
-    r.git_sha = config.pointer("/metadata").and_then(|m| m.get(META_GIT_SHA)).and_then(Value::as_str).map(str::to_string);
+    r.git_sha =
+        config.pointer("/metadata").and_then(|m| m.get(META_GIT_SHA)).and_then(Value::as_str).map(str::to_string);
     Some(r)
 }
 
@@ -79,8 +80,7 @@ pub(crate) fn changed_since(point: &RestorePoint, machines: &[Machine]) -> bool 
     before.len() != machines.len()
         || machines.iter().any(|m| {
             before.get(&m.id).is_none_or(|c| {
-                !machine::same_settings(c, &m.config)
-                    || history::release_id_of(c) != history::release_id_of(&m.config)
+                !machine::same_settings(c, &m.config) || history::release_id_of(c) != history::release_id_of(&m.config)
             })
         })
 }

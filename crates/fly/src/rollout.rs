@@ -195,8 +195,8 @@ pub(crate) async fn run(
     if machines.iter().all(|m| desired.satisfied(m)) && desired.missing(machines).is_empty() {
         return Ok(0);
     }
-    let mut leases = LeaseGuard::new(job);
-    let result = locked(job, desired, point, machines, &mut leases).await;
+    let leases = LeaseGuard::new(job);
+    let result = locked(job, desired, point, machines, &leases).await;
     leases.release().await;
     result
 }
@@ -206,7 +206,7 @@ async fn locked(
     desired: &Desired,
     point: Option<&mut RestorePoint>,
     seen: &[Machine],
-    leases: &mut LeaseGuard,
+    leases: &LeaseGuard,
 ) -> Result<usize, Error> {
     let all: Vec<&Machine> = seen.iter().collect();
     leases.acquire(job, &all).await?;
@@ -234,7 +234,7 @@ async fn locked(
     tokio::select! {
         r = async {
             update_all(job, desired, &stale, leases).await?;
-            create_missing(job, desired, &machines, &missing).await
+            create_missing(job, desired, &machines, &missing, leases).await
         } => r,
         () = leases.keep(job.lease_ttl) => Err(Error::new(ErrorKind::Other, "lease refresher stopped")),
     }
@@ -260,7 +260,7 @@ async fn update_one(
     job: &Job<'_>,
     desired: &Desired,
     m: &Machine,
-    nonce: Option<&str>,
+    nonce: Option<String>,
 ) -> Result<(Pending, usize), Error> {
     job.check_cancel()?;
     let svc = &job.service.name;
@@ -272,7 +272,7 @@ async fn update_one(
         machine::same_settings(&config, &live.config) && live.metadata(META_RELEASE) == release.as_deref()
     };
     let body = UpdateMachine::new(config.clone(), job.secrets_version);
-    let updated = match job.client.update_machine(&job.app, &m.id, nonce, &body, applied).await {
+    let updated = match job.client.update_machine(&job.app, &m.id, nonce.as_deref(), &body, applied).await {
         Ok(u) => {
             job.touch();
             u
@@ -305,15 +305,22 @@ async fn create_missing(
     desired: &Desired,
     existing: &[Machine],
     missing: &[(String, usize)],
+    leases: &LeaseGuard,
 ) -> Result<usize, Error> {
     let svc = &job.service.name;
     let release = release_of(&desired.config).map(str::to_string);
     let mut pending = Vec::new();
+    // Names are unique across the whole app, other process groups included.
+    let all = if missing.is_empty() { Vec::new() } else { job.client.list_machines(&job.app).await? };
+    let taken: Vec<Machine> = existing.iter().cloned().chain(all).collect();
     for (region, count) in missing {
-        for name in machine_names(region, existing, *count) {
+        for name in machine_names(region, &taken, *count) {
             job.check_cancel()?;
             job.events.step(svc, format!("creating machine {name} in {region}"));
-            let create = CreateMachine::new(name.clone(), region.clone(), desired.config.clone(), job.secrets_version);
+            let mut create =
+                CreateMachine::new(name.clone(), region.clone(), desired.config.clone(), job.secrets_version);
+            // Born leased: no other deploy can take the new machine over while it is gated.
+            create.lease_ttl = Some(job.lease_ttl.as_secs().max(1));
             let m = match job.client.create_machine(&job.app, &create).await {
                 Ok(m) => {
                     job.touch();
@@ -337,6 +344,18 @@ async fn create_missing(
                     ErrorKind::Conflict,
                     format!("another deploy created machine {name} in {} at the same time", job.app),
                 ));
+            }
+            match m.nonce.clone() {
+                Some(nonce) => leases.add(&m.id, nonce),
+                // Found by name after a lost answer: the lease the create took is read back (a
+                // create's lease has no description), so it is released with the others.
+                None => {
+                    if let Ok(Some(lease)) = job.client.get_lease(&job.app, &m.id).await
+                        && lease.description.as_deref().is_none_or(str::is_empty)
+                    {
+                        leases.add(&m.id, lease.nonce);
+                    }
+                }
             }
             job.events.emit(Event::InstanceUpdated {
                 service: svc.clone(),

@@ -410,7 +410,11 @@ async fn status_reports_what_runs() {
     assert_eq!(st.digest.as_deref(), Some(digest("x").as_str()));
     assert_eq!(st.release.as_deref(), Some(release(1).as_str()));
     assert_eq!(st.instances.len(), 2);
-    assert!(st.instances.iter().all(|i| i.region.as_deref() == Some("iad") && i.state == shipit_core::InstanceState::Started));
+    assert!(
+        st.instances
+            .iter()
+            .all(|i| i.region.as_deref() == Some("iad") && i.state == shipit_core::InstanceState::Started)
+    );
 }
 
 #[tokio::test]

@@ -185,3 +185,27 @@ async fn a_release_left_in_place_is_never_a_rollback_target() {
     assert_eq!(s.outcome, Outcome::Succeeded, "{s:?}");
     assert_eq!(digests(&fake, "staging"), [digest("v1")], "v1, never the v2 that failed its gate");
 }
+
+#[tokio::test]
+async fn a_deploy_cannot_take_over_machines_another_deploy_is_creating() {
+    let fake = FlyFake::start().await;
+    let (a, b) = (platform(&fake), platform(&fake));
+    let app = app();
+    let t = target(&app, "staging");
+    // A's first deploy never passes its gate, so it holds its new machines for a while.
+    fake.set_behaviour(&digest("v1"), Behaviour::FailingChecks);
+    let mut slow = opts();
+    slow.wait_timeout = Duration::from_secs(2);
+    let second = async {
+        let name = fly_app("staging", "api");
+        while fake.machines(&name).is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        deploy_label(&b, t, "v2", &opts()).await
+    };
+    let (first, second) = tokio::join!(deploy_label(&a, t, "v1", &slow), second);
+    assert_ne!(first.outcome, Outcome::Succeeded, "v1 never passed its gate: {first:?}");
+    assert_eq!(second.outcome, Outcome::NothingChanged, "B changed nothing: {second:?}");
+    assert_eq!(second.failure_kind(), Some(ErrorKind::Conflict), "{second:?}");
+    assert!(!digests(&fake, "staging").contains(&digest("v2")), "B's image never ran");
+}

@@ -11,7 +11,7 @@
 //! serves ([`Platform::status`]), which digest the service's settings point at
 //! ([`Harness::settings_digest`]: what a redeploy or a variable change would ship), which release
 //! is live and which are rollback targets, the verdict and per-service results of the
-//! [`Summary`](engine::Summary), that no lock is left behind, that no secret value appears in any
+//! [`Summary`], that no lock is left behind, that no secret value appears in any
 //! event. A failed check returns `Err(String)` saying what was expected.
 
 use std::collections::BTreeMap;
@@ -161,8 +161,13 @@ pub struct Needs {
 
 impl Needs {
     /// Nothing beyond the trait.
-    pub const NOTHING: Needs =
-        Needs { locks: false, native_rollback: false, strategies: &[], unsupported_strategy: false, http_faults: false };
+    pub const NOTHING: Needs = Needs {
+        locks: false,
+        native_rollback: false,
+        strategies: &[],
+        unsupported_strategy: false,
+        http_faults: false,
+    };
     /// Locks.
     pub const LOCKS: Needs = Needs { locks: true, ..Needs::NOTHING };
     /// HTTP fault controls.
@@ -189,7 +194,9 @@ impl Needs {
             return Some(format!("needs a strategy {kind} lacks; it has them all"));
         }
         if self.http_faults && h.http().is_none() {
-            return Some("needs HTTP fault controls; this harness has none (the platform is not reached over HTTP)".into());
+            return Some(
+                "needs HTTP fault controls; this harness has none (the platform is not reached over HTTP)".into(),
+            );
         }
         None
     }
@@ -449,7 +456,10 @@ fn expect(cond: bool, what: impl Into<String>) -> Result<(), String> {
 async fn on(h: &dyn Harness, service: &str, label: &str, when: &str) -> Result<(), String> {
     let want = digest(&format!("{service}-{label}"));
     let serving = running(h, service).await?;
-    expect(serving.as_deref() == Some(want.as_str()), format!("{when}: {service} serves {label} ({want}), not {serving:?}"))?;
+    expect(
+        serving.as_deref() == Some(want.as_str()),
+        format!("{when}: {service} serves {label} ({want}), not {serving:?}"),
+    )?;
     let settings = h.settings_digest(service);
     expect(
         settings.as_deref() == Some(want.as_str()),
@@ -716,7 +726,10 @@ pub async fn racing_deploys_agree_with_what_runs(h: &dyn Harness) -> Result<(), 
     let (a, b) = (a?, b?);
     let serving = running(h, "api").await?;
     let settings = h.settings_digest("api");
-    expect(serving.is_some() && serving == settings, format!("one digest serves and settings agree: {serving:?} vs {settings:?}"))?;
+    expect(
+        serving.is_some() && serving == settings,
+        format!("one digest serves and settings agree: {serving:?} vs {settings:?}"),
+    )?;
     let won = |s: &Summary| s.outcome == Outcome::Succeeded;
     let digest_of = |s: &Summary| s.services.first().and_then(|r| r.target_digest.clone());
     match (won(&a), won(&b)) {
@@ -792,10 +805,7 @@ pub async fn rate_limits_and_5xx_are_retried(h: &dyn Harness) -> Result<(), Stri
     let statuses: Vec<Option<u16>> = failing.iter().map(|r| r.status).collect();
     expect(statuses == [Some(429), Some(503), Some(503)], format!("the faults were met in order: {log:#?}"))?;
     let call = failing.first().map(|r| r.call()).unwrap_or_default();
-    expect(
-        failing.iter().all(|r| r.call() == call),
-        format!("it was one read, repeated: {failing:#?}"),
-    )?;
+    expect(failing.iter().all(|r| r.call() == call), format!("it was one read, repeated: {failing:#?}"))?;
     expect(
         log.iter().any(|r| r.call() == call && r.succeeded()),
         format!("the repeated read finally succeeded: {log:#?}"),

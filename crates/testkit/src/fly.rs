@@ -1464,7 +1464,8 @@ fn take_fault(faults: &mut Vec<Fault>, method: &str, path: &str, phase: Phase) -
 
 /// The status to refuse a machine create or update with, under a [`Fault::RefuseImage`].
 fn refuse_image(faults: &mut [Fault], c: &Call<'_>) -> Option<u16> {
-    let is_write = c.method == "POST" && matches!(c.segs.as_slice(), ["apps", _, "machines"] | ["apps", _, "machines", _]);
+    let is_write =
+        c.method == "POST" && matches!(c.segs.as_slice(), ["apps", _, "machines"] | ["apps", _, "machines", _]);
     if !is_write {
         return None;
     }

@@ -178,7 +178,8 @@ impl Deployment {
     }
 
     fn to_release(&self, service: &str) -> Release {
-        let mut r = Release::new(self.release.clone().unwrap_or_else(|| self.id.clone()), service, self.release_status());
+        let mut r =
+            Release::new(self.release.clone().unwrap_or_else(|| self.id.clone()), service, self.release_status());
         r.platform_id = Some(self.id.clone());
         r.image = Some(self.image.clone());
         r.digest = Some(self.digest.clone());
@@ -462,9 +463,10 @@ impl State {
 
     /// Takes one use of the first armed fault of `step` that applies.
     fn take(&mut self, step: FaultStep, key: &Key, digest: Option<&str>) -> Option<Fault> {
-        let armed = self.faults.iter_mut().find(|a| {
-            a.fault.step() == step && a.left != Some(0) && a.scope.matches(key, digest)
-        })?;
+        let armed = self
+            .faults
+            .iter_mut()
+            .find(|a| a.fault.step() == step && a.left != Some(0) && a.scope.matches(key, digest))?;
         if let Some(n) = armed.left.as_mut() {
             *n -= 1;
         }
@@ -482,7 +484,13 @@ impl State {
         }
     }
 
-    fn new_deployment(&mut self, key: &Key, source: &Source, settings: &Settings, release: Option<&ReleaseInfo>) -> String {
+    fn new_deployment(
+        &mut self,
+        key: &Key,
+        source: &Source,
+        settings: &Settings,
+        release: Option<&ReleaseInfo>,
+    ) -> String {
         let id = format!("dep-{}", self.next());
         if let Some(svc) = self.services.get_mut(key) {
             svc.deployments.push(Deployment {
@@ -787,7 +795,7 @@ impl MemoryPlatform {
             let platform_name = self.platform_name(req.target, service);
             let svc = st.services.entry(key.clone()).or_insert_with(|| Svc::new(platform_name));
             let same = svc.live().is_some_and(|d| d.digest == digest && d.settings == settings)
-                && svc.source.as_ref() == Some(&source)
+                && svc.source.as_ref().is_some_and(|s| s.digest == digest)
                 && svc.settings.as_ref() == Some(&settings);
             if same {
                 events.step(name, "already runs this digest with these settings");
@@ -810,7 +818,8 @@ impl MemoryPlatform {
             Some(Fault::ForeignDeployment) => {
                 let id = {
                     let mut st = self.lock();
-                    let foreign = Source { image: format!("elsewhere/{name}@{FOREIGN_DIGEST}"), digest: FOREIGN_DIGEST.into() };
+                    let foreign =
+                        Source { image: format!("elsewhere/{name}@{FOREIGN_DIGEST}"), digest: FOREIGN_DIGEST.into() };
                     st.new_deployment(&key, &foreign, &settings, None)
                 };
                 return Err(touched(
@@ -897,7 +906,10 @@ impl MemoryPlatform {
         let key = Key::of(req.target, req.service);
         let state: PointState = serde_json::from_value(point.state.clone()).unwrap_or_default();
         let (Some(source), Some(settings)) = (state.source, state.settings) else {
-            return Err(untouched(ErrorKind::NotFound, format!("{name}: the restore point has no image to go back to")));
+            return Err(untouched(
+                ErrorKind::NotFound,
+                format!("{name}: the restore point has no image to go back to"),
+            ));
         };
         if self.take(FaultStep::Restore, &key, Some(&source.digest)).is_some() {
             return Err(untouched(
@@ -932,7 +944,8 @@ impl MemoryPlatform {
             (changed, !serving)
         };
         if !deploy_needed {
-            req.events.step(name, format!("source and settings point at {} again; it never stopped serving", source.digest));
+            req.events
+                .step(name, format!("source and settings point at {} again; it never stopped serving", source.digest));
             return Ok(Deployed::new(name, &source.digest, changed, settings.replicas as usize));
         }
         let release = point.release.as_ref().map(Release::info);
@@ -1001,7 +1014,12 @@ impl Platform for MemoryPlatform {
         ])
     }
 
-    async fn plan(&self, target: Target<'_>, service: &Service, image: Option<&ImageRef>) -> Result<ServicePlan, Error> {
+    async fn plan(
+        &self,
+        target: Target<'_>,
+        service: &Service,
+        image: Option<&ImageRef>,
+    ) -> Result<ServicePlan, Error> {
         let key = Key::of(target, service);
         self.log(Call::Plan, &key, image.and_then(|i| i.digest.as_deref()));
         let platform_name = self.platform_name(target, service);
@@ -1025,20 +1043,50 @@ impl Platform for MemoryPlatform {
             }
         };
         let join = |c: &Option<Vec<String>>| c.as_ref().map(|c| c.join(" "));
-        field(&mut changes, "start_command", live.as_ref().and_then(|l| join(&l.start_command)), join(&desired.start_command));
-        field(&mut changes, "replicas", live.as_ref().map(|l| l.replicas.to_string()), Some(desired.replicas.to_string()));
-        field(&mut changes, "port", live.as_ref().and_then(|l| l.port.map(|p| p.to_string())), desired.port.map(|p| p.to_string()));
-        field(&mut changes, "health_path", live.as_ref().and_then(|l| l.health_path.clone()), desired.health_path.clone());
+        field(
+            &mut changes,
+            "start_command",
+            live.as_ref().and_then(|l| join(&l.start_command)),
+            join(&desired.start_command),
+        );
+        field(
+            &mut changes,
+            "replicas",
+            live.as_ref().map(|l| l.replicas.to_string()),
+            Some(desired.replicas.to_string()),
+        );
+        field(
+            &mut changes,
+            "port",
+            live.as_ref().and_then(|l| l.port.map(|p| p.to_string())),
+            desired.port.map(|p| p.to_string()),
+        );
+        field(
+            &mut changes,
+            "health_path",
+            live.as_ref().and_then(|l| l.health_path.clone()),
+            desired.health_path.clone(),
+        );
         let empty = BTreeMap::new();
         let have_vars = live.as_ref().map_or(&empty, |l| &l.variables);
         let mut names: Vec<&String> = have_vars.keys().chain(desired.variables.keys()).collect();
         names.sort();
         names.dedup();
         for var in names {
-            field(&mut changes, &format!("variables.{var}"), have_vars.get(var).cloned(), desired.variables.get(var).cloned());
+            field(
+                &mut changes,
+                &format!("variables.{var}"),
+                have_vars.get(var).cloned(),
+                desired.variables.get(var).cloned(),
+            );
         }
         let have_secrets = live.as_ref().map(|l| l.secrets.join(","));
-        field(&mut changes, "secrets", have_secrets.filter(|s| !s.is_empty()), Some(desired.secrets.join(",")).filter(|s| !s.is_empty()));
+        field(
+            &mut changes,
+            "secrets",
+            have_secrets.filter(|s| !s.is_empty()),
+            Some(desired.secrets.join(",")).filter(|s| !s.is_empty()),
+        );
         Ok(ServicePlan::new(&service.name, platform_name, false, changes))
     }
 
@@ -1060,11 +1108,17 @@ impl Platform for MemoryPlatform {
         let found = st.services.get(&key).and_then(|svc| {
             svc.deployments.iter().rev().find(|d| match &release.platform_id {
                 Some(pid) => &d.id == pid,
-                None => d.release.as_deref() == Some(release.id.as_str()) && release.digest.as_deref() == Some(d.digest.as_str()),
+                None => {
+                    d.release.as_deref() == Some(release.id.as_str())
+                        && release.digest.as_deref() == Some(d.digest.as_str())
+                }
             })
         });
         let Some(d) = found else {
-            return Err(Error::new(ErrorKind::NotFound, format!("{}: no deployment of release {}", service.name, release.id)));
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("{}: no deployment of release {}", service.name, release.id),
+            ));
         };
         let state = PointState {
             source: Some(Source { image: d.image.clone(), digest: d.digest.clone() }),

@@ -94,10 +94,12 @@ async fn relay(client: TcpStream, upstream: SocketAddr, stop: CancellationToken)
         ended = responses(&mut server_read, &mut client_write) => ended,
     };
     if let Ended::Reset = ended {
-        let stream: &TcpStream = client_write.as_ref();
-        let _ = stream.set_zero_linger();
+        // Reunited, the stream closes without the FIN a dropped write half would send first;
+        // with linger 0 the close is a reset.
+        if let Ok(stream) = client_read.reunite(client_write) {
+            let _ = stream.set_zero_linger();
+        }
     }
-    // Dropping both halves closes the client's socket: with linger 0, by a reset.
 }
 
 /// How a response's body is delimited.
@@ -123,7 +125,8 @@ async fn responses(from: &mut OwnedReadHalf, to: &mut OwnedWriteHalf) -> Ended {
         };
         let head = String::from_utf8_lossy(buf.get(..head_len).unwrap_or_default()).to_ascii_lowercase();
         let mut lines = head.split("\r\n");
-        let status: u16 = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status: u16 =
+            lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
         let headers: Vec<(&str, &str)> =
             lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim(), v.trim())).collect();
         if headers.iter().any(|(k, _)| *k == RESET_HEADER) {
@@ -133,8 +136,7 @@ async fn responses(from: &mut OwnedReadHalf, to: &mut OwnedWriteHalf) -> Ended {
             Framing::None
         } else if headers.iter().any(|(k, v)| *k == "transfer-encoding" && v.contains("chunked")) {
             Framing::Chunked
-        } else if let Some(n) = headers.iter().find(|(k, _)| *k == "content-length").and_then(|(_, v)| v.parse().ok())
-        {
+        } else if let Some(n) = headers.iter().find(|(k, _)| *k == "content-length").and_then(|(_, v)| v.parse().ok()) {
             Framing::Length(n)
         } else {
             Framing::UntilClose

@@ -71,7 +71,12 @@ fn opts() -> DeployOptions {
 }
 
 /// Deploys each `(service, label)` through the engine; returns the summary and the events.
-async fn deploy_labels(mem: &MemoryPlatform, app: &App, labels: &[(&str, &str)], o: &DeployOptions) -> (Summary, Vec<Event>) {
+async fn deploy_labels(
+    mem: &MemoryPlatform,
+    app: &App,
+    labels: &[(&str, &str)],
+    o: &DeployOptions,
+) -> (Summary, Vec<Event>) {
     let t = target(app);
     let mut images: BTreeMap<String, ImageRef> = BTreeMap::new();
     for (s, label) in labels {
@@ -85,7 +90,13 @@ async fn deploy_labels(mem: &MemoryPlatform, app: &App, labels: &[(&str, &str)],
 }
 
 /// Deploys `services`, all at `label`.
-async fn deploy(mem: &MemoryPlatform, app: &App, services: &[&str], label: &str, o: &DeployOptions) -> (Summary, Vec<Event>) {
+async fn deploy(
+    mem: &MemoryPlatform,
+    app: &App,
+    services: &[&str],
+    label: &str,
+    o: &DeployOptions,
+) -> (Summary, Vec<Event>) {
     let labels: Vec<(&str, &str)> = services.iter().map(|s| (*s, label)).collect();
     deploy_labels(mem, app, &labels, o).await
 }
@@ -168,7 +179,10 @@ async fn a_failed_dependency_skips_its_dependents() {
     assert_eq!(result(&s, "web"), ServiceResult::Skipped);
     assert_eq!(result(&s, "worker"), ServiceResult::Deployed);
     assert_eq!(s.outcome, Outcome::Partial, "worker runs v2, api and web v1: {s:#?}");
-    assert!(ops_of(&mem, Call::Deploy, "web").iter().all(|x| x.as_deref() != Some(d("web", "v2").as_str())), "web never started");
+    assert!(
+        ops_of(&mem, Call::Deploy, "web").iter().all(|x| x.as_deref() != Some(d("web", "v2").as_str())),
+        "web never started"
+    );
     on(&mem, "api", "v1");
     on(&mem, "web", "v1");
     on(&mem, "worker", "v2");
@@ -256,7 +270,10 @@ async fn the_verdict_for_every_mix_of_service_results() {
         let (mem, s) = mix(api, worker, atomic).await;
         let got = (s.outcome, result(&s, "api"), result(&s, "worker"));
         if got != (outcome, api_r, worker_r) {
-            wrong.push(format!("{api:?}/{worker:?} atomic={atomic}: want {:?}, got {got:?}", (outcome, api_r, worker_r)));
+            wrong.push(format!(
+                "{api:?}/{worker:?} atomic={atomic}: want {:?}, got {got:?}",
+                (outcome, api_r, worker_r)
+            ));
             continue;
         }
         // What runs agrees with each result.
@@ -265,14 +282,18 @@ async fn the_verdict_for_every_mix_of_service_results() {
             let (v1, v2) = (Some(d(svc, "v1")), Some(d(svc, "v2")));
             let fine = match r {
                 R::Deployed => serving == v2 && source == v2,
-                R::Unchanged | R::RolledBack | R::RolledBackAtomic | R::FailedUnchanged => serving == v1 && source == v1,
+                R::Unchanged | R::RolledBack | R::RolledBackAtomic | R::FailedUnchanged => {
+                    serving == v1 && source == v1
+                }
                 // The restore failed: the old deployment still serves, the source still points at
                 // the failed image (what "Failed" warns about).
                 R::Failed => serving == v1 && source == v2,
                 _ => false,
             };
             if !fine {
-                wrong.push(format!("{api:?}/{worker:?} atomic={atomic}: {svc} is {r:?} but serves {serving:?}, source {source:?}"));
+                wrong.push(format!(
+                    "{api:?}/{worker:?} atomic={atomic}: {svc} is {r:?} but serves {serving:?}, source {source:?}"
+                ));
             }
             assert_eq!(report(&s, svc).running_digest, serving, "the summary reports what serves");
         }
@@ -292,8 +313,14 @@ async fn api_restored_and_worker_deployed_is_partial_not_rolled_back() {
     assert_eq!(report(&s, "api").error_kind, Some(ErrorKind::Unhealthy));
     on(&mem, "api", "v1");
     on(&mem, "worker", "v2");
-    assert!(events.iter().any(|e| matches!(e, Event::ServiceFailed { service, kind: ErrorKind::Unhealthy, .. } if service == "api")));
-    assert!(events.iter().any(|e| matches!(e, Event::RollbackSucceeded { service, digest } if service == "api" && *digest == d("api", "v1"))));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::ServiceFailed { service, kind: ErrorKind::Unhealthy, .. } if service == "api"))
+    );
+    assert!(events.iter().any(
+        |e| matches!(e, Event::RollbackSucceeded { service, digest } if service == "api" && *digest == d("api", "v1"))
+    ));
     assert!(events.iter().any(|e| matches!(e, Event::ServiceSucceeded { service, .. } if service == "worker")));
     assert_eq!(restores_started(&events), ["api"], "only api is put back");
 }
@@ -329,7 +356,6 @@ async fn atomic_takes_back_every_service_of_the_release() {
 /// the services of the same level that did deploy. Ignored until the engine fix in `put_back`
 /// (see the report: `FailedUnchanged` must count as a failure under `--atomic`).
 #[tokio::test]
-#[ignore = "engine bug: --atomic ignores a failure that changed nothing (put_back only looks at Failed)"]
 async fn atomic_also_takes_back_when_the_failure_changed_nothing() {
     let (mem, s) = mix(Does::Refused, Does::Ok, true).await;
     assert_eq!(result(&s, "api"), ServiceResult::FailedUnchanged);
@@ -416,7 +442,9 @@ async fn a_restore_that_fails_is_failed() {
     assert_eq!(result(&s, "api"), ServiceResult::Failed);
     assert_eq!(ops_of(&mem, Call::Restore, "api"), [Some(d("api", "v1"))], "the restore was tried, to v1");
     assert!(
-        events.iter().any(|e| matches!(e, Event::RollbackFailed { service, reason } if service == "api" && reason.contains("refused"))),
+        events.iter().any(
+            |e| matches!(e, Event::RollbackFailed { service, reason } if service == "api" && reason.contains("refused"))
+        ),
         "{events:#?}"
     );
     // The old deployment still serves, but the source points at the failed image: Failed says so.
@@ -537,7 +565,11 @@ async fn a_failed_first_deploy_is_failed_and_never_a_rollback_target() {
     assert_eq!(result(&s, "api"), ServiceResult::Failed);
     assert!(mem.calls(Call::Restore).is_empty(), "nothing to restore");
     assert_eq!(ops_of(&mem, Call::MarkFailed, "api"), [Some(s.release.clone())]);
-    assert!(events.iter().any(|e| matches!(e, Event::RollbackFailed { reason, .. } if reason.contains("nothing to roll back to"))));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::RollbackFailed { reason, .. } if reason.contains("nothing to roll back to")))
+    );
     assert_eq!(mem.serving_digest("api"), None);
 
     let (s2, _) = deploy(&mem, &app, &["api"], "v2", &opts()).await;
@@ -667,8 +699,11 @@ async fn manual_rollback_brings_back_digest_and_settings() {
     let list = releases(&mem, today, "api").await;
     let r1 = release_of(&list, &d("api", "r1")).id.clone();
 
-    let steps: [(RollbackTo, &str, usize); 3] =
-        [(RollbackTo::Previous, "r2", 1), (RollbackTo::Release(r1), "r1", 0), (RollbackTo::Sha("cccc".into()), "r3", 2)];
+    let steps: [(RollbackTo, &str, usize); 3] = [
+        (RollbackTo::Previous, "r2", 1),
+        (RollbackTo::Release(r1), "r1", 0),
+        (RollbackTo::Sha("cccc".into()), "r3", 2),
+    ];
     for (to, label, app_index) in steps {
         let restores = mem.calls(Call::Restore).len();
         let (events, _) = Events::collect();
@@ -677,11 +712,19 @@ async fn manual_rollback_brings_back_digest_and_settings() {
         assert_eq!(mem.calls(Call::Restore).len(), restores + 2, "{to:?} goes through restore for both services");
         for svc in ["api", "worker"] {
             on(&mem, svc, label);
-            assert_eq!(mem.settings(svc).unwrap(), settings_of(&apps[app_index], svc), "{to:?}: {svc}'s settings of {label}");
+            assert_eq!(
+                mem.settings(svc).unwrap(),
+                settings_of(&apps[app_index], svc),
+                "{to:?}: {svc}'s settings of {label}"
+            );
             assert_eq!(report(&s, svc).running_digest, Some(d(svc, label)));
         }
         let st = mem.status(t, t.env.services.get("api").unwrap()).await.unwrap();
-        assert_eq!(st.instances.len(), settings_of(&apps[app_index], "api").replicas as usize, "{to:?}: replicas of {label}");
+        assert_eq!(
+            st.instances.len(),
+            settings_of(&apps[app_index], "api").replicas as usize,
+            "{to:?}: replicas of {label}"
+        );
     }
     assert!(mem.calls(Call::ReleasePoint).len() >= 6, "each rollback took its points from history");
     assert!(mem.calls(Call::Deploy).len() == 6, "a rollback never deploys: it restores");
@@ -707,7 +750,12 @@ async fn secret_values_are_kept_but_never_shown() {
     assert_eq!(s.outcome, Outcome::Succeeded);
     let api = t.env.services.get("api").unwrap();
     let point = mem.restore_point(t, api).await.unwrap();
-    let shown = format!("{events:?} {s:?} {:?} {:?} {point:?} {}", mem.service("api"), mem.status(t, api).await.unwrap(), point.state);
+    let shown = format!(
+        "{events:?} {s:?} {:?} {:?} {point:?} {}",
+        mem.service("api"),
+        mem.status(t, api).await.unwrap(),
+        point.state
+    );
     assert!(!shown.contains(value), "a secret value leaked: {shown}");
     assert_eq!(mem.settings("api").unwrap().secrets, ["TOKEN"], "settings name the secret");
 }

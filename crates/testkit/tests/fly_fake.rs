@@ -326,3 +326,110 @@ async fn secrets_bump_the_version_and_list_names_only() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(api.post(&path, json!({"config": config(GOOD), "min_secrets_version": 2})).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_reset_fault_drops_the_connection_without_an_answer() {
+    let fake = FlyFake::start().await;
+    let api = Api::new(&fake);
+    fake.seed_app("web", "acme");
+    fake.inject(Fault::Reset { method: Some("GET".into()), path_contains: "/v1/apps/web".into(), times: 1 });
+    let err = api.http.get(format!("{}/apps/web", api.base)).bearer_auth(TOKEN).send().await.unwrap_err();
+    assert!(!err.is_timeout() && !err.is_status(), "a reset, not an answer: {err:?}");
+    // At the TCP level it is a reset, not a close.
+    fake.inject(Fault::Reset { method: Some("GET".into()), path_contains: "/v1/apps/web".into(), times: 1 });
+    let addr = api.base.trim_start_matches("http://").trim_end_matches("/v1").to_owned();
+    let read = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        write!(tcp, "GET /v1/apps/web HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n\r\n").unwrap();
+        let mut buf = [0u8; 64];
+        tcp.read(&mut buf)
+    })
+    .await
+    .unwrap();
+    assert_eq!(read.map_err(|e| e.kind()), Err(std::io::ErrorKind::ConnectionReset));
+    // The same client goes on over a new connection.
+    assert_eq!(api.get("/apps/web").await.0, StatusCode::OK);
+    let statuses: Vec<u16> = fake.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [0, 0, 200], "a reset is recorded with status 0");
+}
+
+#[tokio::test]
+async fn a_malformed_fault_applies_the_request_and_answers_an_unparseable_200() {
+    let fake = FlyFake::start().await;
+    let api = Api::new(&fake);
+    fake.inject(Fault::Malformed { method: Some("POST".into()), path_contains: "/v1/apps".into(), times: 1 });
+    let resp = api
+        .http
+        .post(format!("{}/apps", api.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"app_name": "web", "org_slug": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.text().await.unwrap();
+    assert!(serde_json::from_str::<Value>(&body).is_err(), "{body}");
+    assert_eq!(fake.apps(), ["web"], "the create was applied");
+}
+
+#[tokio::test]
+async fn a_slow_fault_holds_the_next_answers_past_a_timeout() {
+    let fake = FlyFake::start().await;
+    let api = Api::new(&fake);
+    fake.seed_app("web", "acme");
+    fake.inject(Fault::Slow {
+        method: None,
+        path_contains: "/v1/apps/web".into(),
+        delay: std::time::Duration::from_millis(400),
+        times: 1,
+    });
+    let url = format!("{}/apps/web", api.base);
+    let timeout = std::time::Duration::from_millis(100);
+    let err = api.http.get(&url).bearer_auth(TOKEN).timeout(timeout).send().await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    let resp = api.http.get(&url).bearer_auth(TOKEN).timeout(timeout).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "only one answer was slow");
+}
+
+#[tokio::test]
+async fn refuse_image_lets_the_first_writes_of_a_digest_through_and_refuses_the_rest() {
+    let fake = FlyFake::start().await;
+    let api = Api::new(&fake);
+    fake.seed_app("web", "acme");
+    fake.inject(Fault::RefuseImage { digest: BAD.trim_start_matches("sha256:").into(), after: 1, status: 422 });
+    let (s, first) = api.post("/apps/web/machines", json!({"config": config(BAD)})).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let (s, _) = api.post("/apps/web/machines", json!({"config": config(BAD)})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let id = first["id"].as_str().unwrap();
+    let (s, _) = api.post(&format!("/apps/web/machines/{id}"), json!({"config": config(BAD)})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "updates too");
+    let (s, _) = api.post(&format!("/apps/web/machines/{id}"), json!({"config": config(GOOD)})).await;
+    assert_eq!(s, StatusCode::OK, "another digest goes through");
+    assert_eq!(fake.creates("web"), 1);
+    fake.clear_faults();
+    assert_eq!(api.post("/apps/web/machines", json!({"config": config(BAD)})).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_proxy_relays_large_answers_over_kept_alive_connections() {
+    let fake = FlyFake::start().await;
+    let api = Api::new(&fake);
+    fake.seed_app("web", "acme");
+    for _ in 0..40 {
+        assert_eq!(api.post("/apps/web/machines", json!({"config": config(GOOD)})).await.0, StatusCode::OK);
+    }
+    let resp = api.http.get(format!("{}/apps/web/machines", api.base)).bearer_auth(TOKEN).send().await.unwrap();
+    let body = resp.bytes().await.unwrap();
+    assert!(body.len() > 32 * 1024, "a body larger than the proxy's buffer: {}", body.len());
+    let listed: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 40);
+    // Empty bodies (201, no content) keep the connection usable too.
+    for i in 0..5 {
+        assert_eq!(
+            api.post("/apps", json!({"app_name": format!("app{i}"), "org_slug": "acme"})).await.0,
+            StatusCode::CREATED
+        );
+    }
+}

@@ -346,8 +346,10 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> Exit {
                 Err(e) => return fail(cli, &e),
             };
             // Machines stopped by autostop are idle, not broken.
-            let idle =
-                |i: &shipit_core::Instance| s.scale.auto_stop && matches!(i.state, shipit_core::InstanceState::Stopped | shipit_core::InstanceState::Suspended);
+            let idle = |i: &shipit_core::Instance| {
+                s.scale.auto_stop
+                    && matches!(i.state, shipit_core::InstanceState::Stopped | shipit_core::InstanceState::Suspended)
+            };
             let healthy = st.instances.iter().filter(|i| i.healthy).count();
             let idle_count = st.instances.iter().filter(|i| !i.healthy && idle(i)).count();
             all_healthy &= st.exists && healthy > 0 && healthy + idle_count == st.instances.len();

@@ -136,10 +136,7 @@ pub async fn promote(
     events: &Events,
 ) -> Result<Summary, Error> {
     if from.target.env.name == to.target.env.name {
-        return Err(Error::new(
-            ErrorKind::InvalidConfig,
-            format!("cannot promote {} to itself", from.target.env.name),
-        ));
+        return Err(Error::new(ErrorKind::InvalidConfig, format!("cannot promote {} to itself", from.target.env.name)));
     }
     let services = select(to.target, &opts.services)?;
     let mut images = BTreeMap::new();

@@ -10,8 +10,8 @@ use crate::events::{Event, Events};
 use crate::image::ImageRef;
 use crate::model::{Service, Strategy};
 use crate::platform::{
-    DeployFailure, DeployRequest, Deployed, ImageRegistry, PinnedImage, Platform, ReleaseInfo, Resolver,
-    RestorePoint, RestoreReason, Target,
+    DeployFailure, DeployRequest, Deployed, ImageRegistry, PinnedImage, Platform, ReleaseInfo, Resolver, RestorePoint,
+    RestoreReason, Target,
 };
 
 use super::options::{DeployOptions, OnFailure};
@@ -116,13 +116,21 @@ pub(crate) async fn run_release(run: Run<'_>, services: &[&Service], images: Ima
             let name = s.name.clone();
             match flight.outcome {
                 Ok(d) => {
-                    events.emit(Event::ServiceSucceeded { service: name.clone(), digest: d.digest, changed: d.changed });
+                    events.emit(Event::ServiceSucceeded {
+                        service: name.clone(),
+                        digest: d.digest,
+                        changed: d.changed,
+                    });
                     let r = if d.changed { ServiceResult::Deployed } else { ServiceResult::Unchanged };
                     results.insert(name.clone(), (r, None));
                 }
                 Err(f) => {
                     let e = f.error;
-                    events.emit(Event::ServiceFailed { service: name.clone(), kind: e.kind, reason: e.message.clone() });
+                    events.emit(Event::ServiceFailed {
+                        service: name.clone(),
+                        kind: e.kind,
+                        reason: e.message.clone(),
+                    });
                     let r = if !f.touched {
                         ServiceResult::FailedUnchanged
                     } else if e.kind == ErrorKind::Cancelled {
@@ -199,9 +207,8 @@ async fn put_back(
     let Run { platform, target, opts, events, .. } = run;
     let failed: Vec<(&str, String)> = results
         .iter()
-        .filter_map(|(name, (r, e))| {
-            (*r == ServiceResult::Failed).then(|| (name.as_str(), e.as_ref().map(|e| e.message.clone()).unwrap_or_default()))
-        })
+        .filter(|(_, (r, _))| *r == ServiceResult::Failed || (opts.atomic && *r == ServiceResult::FailedUnchanged))
+        .map(|(name, (_, e))| (name.as_str(), e.as_ref().map(|e| e.message.clone()).unwrap_or_default()))
         .collect();
     if failed.is_empty() {
         return;

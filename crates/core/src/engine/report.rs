@@ -68,6 +68,9 @@ pub struct ServiceReport {
     pub running_release: Option<String>,
     /// Every digest its instances run now (more than one mid-rollout).
     pub running_digests: Vec<String>,
+    /// Why what runs is unknown, when the platform's status could not be read afterwards (a
+    /// refused token, an outage): the `running_*` fields are then empty, not "nothing".
+    pub status_error: Option<String>,
     /// Failure kind, when it failed.
     pub error_kind: Option<ErrorKind>,
     /// Failure message, when it failed.
@@ -121,7 +124,7 @@ pub fn verdict(results: &[ServiceResult], errors: &[Option<ErrorKind>], cancelle
     if results.iter().any(|r| matches!(r, Deployed)) {
         return Outcome::Partial;
     }
-    if errors.iter().any(|k| *k == Some(ErrorKind::Timeout)) {
+    if errors.contains(&Some(ErrorKind::Timeout)) {
         return Outcome::TimedOut;
     }
     Outcome::RolledBack
@@ -151,7 +154,11 @@ impl Report<'_> {
         let mut reports = Vec::new();
         for s in services {
             let (result, err) = results.remove(&s.name).unwrap_or((ServiceResult::Skipped, None));
-            let now = after.get(&s.name);
+            let (now, status_error) = match after.get(&s.name) {
+                Some(Ok(st)) => (Some(st), None),
+                Some(Err(e)) => (None, Some(e.message.clone())),
+                None => (None, None),
+            };
             reports.push(ServiceReport {
                 service: s.name.clone(),
                 result,
@@ -159,6 +166,7 @@ impl Report<'_> {
                 running_digest: now.and_then(|n| n.digest.clone()),
                 running_release: now.and_then(|n| n.release.clone()),
                 running_digests: distinct_digests(now),
+                status_error,
                 error_kind: err.as_ref().map(|e| e.kind),
                 error: err.map(|e| e.message),
             });
@@ -176,13 +184,17 @@ impl Report<'_> {
     }
 }
 
-/// What runs for each service now; a service whose status cannot be read is left out.
-async fn statuses(platform: &dyn Platform, target: Target<'_>, services: &[&Service]) -> BTreeMap<String, ServiceStatus> {
+/// What runs for each service now, or why it could not be read.
+async fn statuses(
+    platform: &dyn Platform,
+    target: Target<'_>,
+    services: &[&Service],
+) -> BTreeMap<String, Result<ServiceStatus, Error>> {
     let all = futures::future::join_all(
         services.iter().map(|s| async move { (s.name.clone(), platform.status(target, s).await) }),
     )
     .await;
-    all.into_iter().filter_map(|(name, st)| st.ok().map(|st| (name, st))).collect()
+    all.into_iter().collect()
 }
 
 fn distinct_digests(status: Option<&ServiceStatus>) -> Vec<String> {

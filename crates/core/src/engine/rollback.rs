@@ -33,7 +33,9 @@ pub fn pick_release(releases: &[Release], to: &RollbackTo) -> Result<Release, Er
             ErrorKind::InvalidConfig,
             format!("release {} failed or never passed its health gate: it is never a rollback target", r.id),
         )),
-        ReleaseStatus::Live => Err(Error::new(ErrorKind::InvalidConfig, format!("release {} is the one running now", r.id))),
+        ReleaseStatus::Live => {
+            Err(Error::new(ErrorKind::InvalidConfig, format!("release {} is the one running now", r.id)))
+        }
         ReleaseStatus::InProgress => {
             Err(Error::new(ErrorKind::InvalidConfig, format!("release {} is still rolling out", r.id)))
         }
