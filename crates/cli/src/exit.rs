@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use shipit_core::ErrorKind;
-use shipit_core::engine::{Outcome, Summary};
+use shipit_core::engine::{Summary, exit_code_for_error, exit_code_for_summary};
 
 /// What a run of shipit ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,38 +45,29 @@ impl Exit {
         }
     }
 
-    /// For an error that stopped a command before it changed anything.
+    /// For an error that stopped a command before it changed anything (the mapping is core's
+    /// [`exit_code_for_error`], shared with the testkit's fault matrix).
     pub fn for_error(kind: ErrorKind) -> Self {
-        match kind {
-            ErrorKind::Unauthorized => Self::Auth,
-            ErrorKind::Conflict => Self::Conflict,
-            ErrorKind::InvalidConfig | ErrorKind::Unsupported | ErrorKind::NotFound => Self::BadInput,
-            ErrorKind::Timeout => Self::TimedOut,
-            ErrorKind::Cancelled => Self::Cancelled,
-            _ => Self::Failed,
-        }
+        Self::from_code(exit_code_for_error(kind))
     }
 
-    /// For the verdict of a deploy, rollback or promote.
+    /// For the verdict of a deploy, rollback or promote (core's [`exit_code_for_summary`]).
     pub fn for_summary(summary: &Summary) -> Self {
-        match summary.outcome {
-            Outcome::Succeeded => Self::Ok,
-            Outcome::TimedOut => Self::TimedOut,
-            Outcome::Failed => Self::NotRestored,
-            Outcome::Partial => Self::Failed,
-            Outcome::Cancelled => Self::Cancelled,
-            Outcome::NothingChanged => match summary.failure_kind() {
-                Some(ErrorKind::Unauthorized) => Self::Auth,
-                Some(ErrorKind::Conflict) => Self::Conflict,
-                Some(ErrorKind::InvalidConfig | ErrorKind::Unsupported | ErrorKind::NotFound) => Self::BadInput,
-                _ => Self::Failed,
-            },
-            Outcome::RolledBack => match summary.failure_kind() {
-                Some(ErrorKind::Unauthorized) => Self::Auth,
-                Some(ErrorKind::Conflict) => Self::Conflict,
-                Some(ErrorKind::InvalidConfig | ErrorKind::Unsupported) => Self::BadInput,
-                _ => Self::Failed,
-            },
+        Self::from_code(exit_code_for_summary(summary))
+    }
+
+    /// The exit of a code core's mappings return; a code they never return is `Failed`.
+    fn from_code(code: u8) -> Self {
+        match code {
+            0 => Self::Ok,
+            2 => Self::Changes,
+            3 => Self::TimedOut,
+            4 => Self::BadInput,
+            5 => Self::Auth,
+            6 => Self::Conflict,
+            7 => Self::NotRestored,
+            130 => Self::Cancelled,
+            _ => Self::Failed,
         }
     }
 }
@@ -84,5 +75,28 @@ impl Exit {
 impl From<Exit> for ExitCode {
     fn from(e: Exit) -> Self {
         ExitCode::from(e.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Exit;
+
+    #[test]
+    fn every_exit_survives_its_code() {
+        let all = [
+            Exit::Ok,
+            Exit::Failed,
+            Exit::Changes,
+            Exit::TimedOut,
+            Exit::BadInput,
+            Exit::Auth,
+            Exit::Conflict,
+            Exit::NotRestored,
+            Exit::Cancelled,
+        ];
+        for e in all {
+            assert_eq!(Exit::from_code(e.code()), e);
+        }
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! Rule: stdout carries only the result (the summary, or JSON in `--json` mode); progress,
 //! warnings and human text go to stderr. Nothing here ever sees a secret value: events carry
-//! secret names only.
+//! secret names only, the event sink is behind the process's scrubber, and the summary, every
+//! JSON line and every line [`Output::say`] prints are scrubbed once more (see
+//! [`crate::platforms`]'s "Secrets never leave").
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -73,21 +75,25 @@ impl Output {
         self.mode == Mode::Json
     }
 
-    /// An event sink that reports here.
+    /// An event sink that reports here, behind the process's scrubber: every event's text is
+    /// scrubbed before it is shown.
     pub fn events(self: &Arc<Self>) -> Events {
         let me = self.clone();
-        Events::new(move |e| me.on_event(e))
+        Events::new(move |e| me.on_event(e)).scrubbed(crate::platforms::scrubber())
     }
 
-    /// Prints one JSON value as a line on stdout.
+    /// Prints one JSON value as a line on stdout, its strings scrubbed.
     pub fn json_line(&self, value: &serde_json::Value) {
+        let mut value = value.clone();
+        crate::platforms::scrub_json(&mut value);
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{value}");
         let _ = out.flush();
     }
 
-    /// A line of human text on stderr (kept with `-q` only when `always`).
+    /// A line of human text on stderr (kept with `-q` only when `always`), scrubbed.
     pub fn say(&self, text: &str) {
+        let text = &crate::platforms::scrub(text);
         if !self.quiet {
             let _ = self.multi.println(text);
             if self.mode != Mode::Tty {
@@ -205,8 +211,10 @@ impl Output {
         }
     }
 
-    /// Finishes progress bars and prints the verdict.
+    /// Finishes progress bars and prints the verdict (scrubbed), with the step summary in
+    /// GitHub Actions.
     pub fn summary(&self, s: &Summary) {
+        let s = &s.scrubbed(&crate::platforms::scrubber());
         for (_, bar) in std::mem::take(&mut *self.bars.lock().unwrap_or_else(|e| e.into_inner())) {
             bar.finish_and_clear();
         }
@@ -287,10 +295,12 @@ fn write_step_summary(s: &Summary) {
             "| {} | {} | `{}` | {} |\n",
             r.service,
             result_text(r.result),
-            r.running_digest
-                .as_deref()
-                .map(short)
-                .unwrap_or_else(|| if r.status_error.is_some() { "unknown" } else { "—" }.to_string()),
+            r.running_digest.as_deref().map(short).unwrap_or_else(|| if r.status_error.is_some() {
+                "unknown"
+            } else {
+                "—"
+            }
+            .to_string()),
             r.running_release.as_deref().unwrap_or("—")
         ));
     }

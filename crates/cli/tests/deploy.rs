@@ -299,3 +299,63 @@ async fn plan_exits_2_on_changes_and_deploy_warns_about_missing_secrets() {
     assert_eq!(code, 0);
     assert!(stderr.contains("not set on fly: STRIPE_SECRET_KEY"), "{stderr}");
 }
+
+/// A second signal quits at once, but still releases every lease and says what runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_quits_at_once_with_leases_released() {
+    for signal in ["-TERM", "-INT"] {
+        let w = World::new().await;
+        let v1 = w.push("v1");
+        assert_eq!(output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1", "--service", "api"])).0, 0);
+        let v2 = w.push("v2");
+        w.fly.inject(shipit_testkit::fly::Fault::Delay {
+            path_contains: "/machines/".to_string(),
+            delay: std::time::Duration::from_millis(150),
+        });
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("shipit"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("FLY_API_TOKEN", FlyFake::TOKEN)
+            .env("SHIPIT_FLY_API_URL", w.fly.uri())
+            .env("SHIPIT_FLY_POLL_INTERVAL", "10ms")
+            .env("SHIPIT_INSECURE_REGISTRIES", w.registry.host())
+            .arg("-f")
+            .arg(w.manifest())
+            .args(["deploy", "--env", "staging", "--tag", "v2", "--service", "api"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while w.fly.leases_held().is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(!w.fly.leases_held().is_empty(), "the rollout started");
+        let pid = child.id().to_string();
+        for _ in 0..2 {
+            assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
+            tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+        }
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(130), "{signal}: {stdout}\n{stderr}");
+        assert!(stderr.contains("quitting at once"), "{signal}: {stderr}");
+        assert!(stdout.contains("CANCELLED") && stdout.contains("runs sha256:"), "{signal}: {stdout}");
+        w.fly.clear_faults();
+        assert!(w.fly.leases_held().is_empty(), "{signal}: every lease released: {:?}", w.fly.leases_held());
+        for d in w.digests_running("forgestack-api-staging") {
+            assert!(d == digest_of(&v1, "api") || d == digest_of(&v2, "api"), "every machine on a known image: {d}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_of_an_app_with_no_machines_says_so() {
+    let w = World::new().await;
+    w.fly.seed_app("forgestack-api-staging", "acme");
+    let (code, stdout, stderr) = output(w.shipit().args(["status", "--env", "staging"]));
+    assert_eq!(code, 1, "not healthy: {stdout}\n{stderr}");
+    let api = stdout.lines().find(|l| l.starts_with("api")).unwrap_or_default();
+    assert!(api.contains("exists, no machines"), "{stdout}");
+    assert!(!stdout.contains("mixed digests"), "{stdout}");
+}

@@ -107,4 +107,10 @@ impl Error {
     pub fn is_temporary(&self) -> bool {
         self.kind.is_temporary()
     }
+
+    /// This error with its message scrubbed by `scrubber` (the source, never shown, is kept).
+    pub fn scrubbed(mut self, scrubber: &crate::http::Scrubber) -> Self {
+        self.message = scrubber.scrub(&self.message);
+        self
+    }
 }

@@ -24,6 +24,27 @@
 //!   cancellation with a typed [`PollError`].
 //! - **Retries.** [`retry`] is generic over the client's own error type ([`RetryableError`]),
 //!   so typed errors survive a retry, and the last error says how many attempts were made.
+//!
+//! # Secrets never leave
+//!
+//! A [`Scrubber`] is applied where text *enters* shipit's errors and events, not where they are
+//! printed. Whoever holds the credentials builds one that knows every secret in use (the CLI:
+//! one per process, from the tokens and URLs in the environment and the secret values it reads)
+//! and hands it to the clients and the event sink:
+//!
+//! - each client builds every error from a response (body, headers such as `Location`) or a
+//!   transport error (whose message quotes the URL) through its scrubber, which also knows the
+//!   client's own token, its base URL's credentials and, for the registry, every bearer token
+//!   issued to it;
+//! - [`Events::scrubbed`](crate::Events::scrubbed) scrubs every text field of every event before
+//!   the sink sees it ([`Error::scrubbed`](crate::Error::scrubbed) and
+//!   [`Summary::scrubbed`](crate::engine::Summary::scrubbed) do the same for an error and a
+//!   verdict);
+//! - the CLI scrubs its final error message, the summary and every JSON line once more, as a
+//!   last line of defence.
+//!
+//! URLs are shown without their userinfo ([`without_userinfo`]): a base URL configured as
+//! `https://user:pass@host` is used as given and shown as `https://***@host`.
 
 mod poll;
 mod scrub;
@@ -34,7 +55,7 @@ pub use std::task::Poll;
 
 pub use crate::retry::{Attempts, RetryPolicy, RetryableError, retry};
 pub use poll::{POLL_BACKOFF_CAP, PollError, poll_until};
-pub use scrub::{REDACTED, Scrubber, error_body, error_text};
+pub use scrub::{REDACTED, Scrubber, error_body, error_text, without_userinfo};
 
 /// A sane ceiling for a server's "wait this long": clients pass it to [`retry_after`] and
 /// [`rate_limit_reset`] (the retry loop then cuts it further, to its policy's `max_delay`).

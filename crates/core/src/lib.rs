@@ -51,6 +51,7 @@ pub mod platform;
 pub mod policy;
 pub mod retry;
 pub mod shell;
+pub mod shutdown;
 
 pub use duration::GoDuration;
 pub use error::{Error, ErrorKind};

@@ -418,6 +418,15 @@ impl PlatformKind {
             Self::Render => "render",
         }
     }
+
+    /// What the platform calls one running copy of a service, plural (for messages).
+    pub fn instances_noun(self) -> &'static str {
+        match self {
+            Self::Fly => "machines",
+            Self::Railway => "replicas",
+            Self::Render => "instances",
+        }
+    }
 }
 
 impl fmt::Display for PlatformKind {

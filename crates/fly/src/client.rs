@@ -10,6 +10,10 @@
 //!
 //! Retries, Retry-After and the scrubbing of error messages come from [`shipit_core::http`]:
 //! the retried call's last [`FlyError`] comes back as itself, saying how many attempts it took.
+//! The client's [`Scrubber`] knows the token, the credentials of the base URL and whatever the
+//! caller added ([`FlyConfig::scrubber`](crate::FlyConfig::scrubber)); every error made from a
+//! response or a transport failure goes through it, and the base URL is shown without its
+//! userinfo ([`FlyClient::base_url`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,7 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shipit_core::http::{Scrubber, retry};
+use shipit_core::http::{Scrubber, retry, without_userinfo};
 use shipit_core::retry::RetryPolicy;
 
 use crate::error::{FlyError, parse_error};
@@ -227,6 +231,8 @@ pub struct FlyClient {
 struct Inner {
     http: reqwest::Client,
     base: String,
+    /// `base` without its userinfo: what is shown.
+    shown_base: String,
     token: Option<SecretString>,
     retry: RetryPolicy,
     timeout: Duration,
@@ -239,7 +245,7 @@ struct Inner {
 impl std::fmt::Debug for FlyClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlyClient")
-            .field("base", &self.inner.base)
+            .field("base", &self.inner.shown_base)
             .field("token", &self.inner.token.as_ref().map(|_| "<redacted>"))
             .field("stopped", &self.inner.stopped.load(Ordering::Relaxed))
             .finish()
@@ -332,23 +338,44 @@ impl FlyClient {
         token: Option<SecretString>,
         retry: RetryPolicy,
         timeout: Duration,
+        scrubber: Scrubber,
     ) -> Result<Self, FlyError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("shipit/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| FlyError::Config(format!("HTTP client: {e}")))?;
-        let scrubber = match &token {
-            Some(t) => Scrubber::new().with_secret(t.expose_secret()),
-            None => Scrubber::new(),
-        };
+        let mut scrubber = scrubber.with_url_credentials(&base);
+        if let Some(t) = &token {
+            scrubber.add(t.expose_secret());
+        }
         let stopped = AtomicBool::new(false);
-        Ok(Self { inner: Arc::new(Inner { http, base, token, retry, timeout, stopped, scrubber }) })
+        let shown_base = without_userinfo(&base);
+        let inner = Inner { http, base, shown_base, token, retry, timeout, stopped, scrubber };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
-    /// The base URL, e.g. `https://api.machines.dev/v1`.
+    /// The base URL as it may be shown, e.g. `https://api.machines.dev/v1`: credentials in it
+    /// (`https://user:pass@host`) appear as `***` (requests use it as configured).
     pub fn base_url(&self) -> &str {
-        &self.inner.base
+        &self.inner.shown_base
+    }
+
+    /// What the client keeps out of every error message: the token, the base URL's credentials,
+    /// and what the caller added.
+    pub fn scrubber(&self) -> &Scrubber {
+        &self.inner.scrubber
+    }
+
+    /// A response body read as `T`. serde quotes values it could not read, so the error is
+    /// scrubbed.
+    fn decode<T: DeserializeOwned>(&self, what: &str, body: &[u8]) -> Result<T, FlyError> {
+        decode(what, body).map_err(|e| e.scrubbed(&self.inner.scrubber))
+    }
+
+    /// [`decode_lease`], the error scrubbed.
+    fn lease(&self, body: &[u8]) -> Result<Lease, FlyError> {
+        decode_lease(body).map_err(|e| e.scrubbed(&self.inner.scrubber))
     }
 
     /// Whether a token is configured.
@@ -383,7 +410,7 @@ impl FlyClient {
         if let Some(body) = &call.body {
             rb = rb.json(body);
         }
-        let network = |source| FlyError::Network { source, attempts: None };
+        let network = |source| FlyError::network(source, scrubber);
         let resp = rb.send().await.map_err(network)?;
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -409,12 +436,12 @@ impl FlyClient {
 
     async fn get<T: DeserializeOwned>(&self, what: &str, path: String) -> Result<T, FlyError> {
         let body = self.retrying(|| self.send(Call::new(Method::GET, path.clone()))).await?;
-        decode(what, &body)
+        self.decode(what, &body)
     }
 
     /// One GET, not retried: for looks inside a retry loop.
     async fn get_once<T: DeserializeOwned>(&self, what: &str, path: String) -> Result<T, FlyError> {
-        decode(what, &self.send(Call::new(Method::GET, path)).await?)
+        self.decode(what, &self.send(Call::new(Method::GET, path)).await?)
     }
 
     /// `GET /apps/{app}`; `None` when it does not exist.
@@ -488,7 +515,15 @@ impl FlyClient {
                     return Ok(m);
                 }
                 match self.send(Call::new(Method::POST, format!("/apps/{app}/machines")).body(body)).await {
-                    Ok(b) => decode("created machine", &b),
+                    Ok(b) => match self.decode::<Machine>("created machine", &b) {
+                        Ok(m) => Ok(m),
+                        // Made, but the answer is unreadable: find it by its unique name.
+                        Err(unreadable) => {
+                            let listed: Vec<Machine> =
+                                self.get_once("machines", format!("/apps/{app}/machines")).await?;
+                            listed.into_iter().find(|m| m.name == req.name).ok_or(unreadable)
+                        }
+                    },
                     Err(e) => {
                         if e.is_ambiguous() {
                             maybe_sent.store(true, Ordering::SeqCst);
@@ -526,7 +561,14 @@ impl FlyClient {
                 }
                 let call = Call::new(Method::POST, format!("/apps/{app}/machines/{id}")).nonce(nonce).body(body);
                 match self.send(call).await {
-                    Ok(b) => decode("updated machine", &b),
+                    Ok(b) => match self.decode::<Machine>("updated machine", &b) {
+                        Ok(m) => Ok(m),
+                        // Accepted, but the answer is unreadable: read the machine back.
+                        Err(unreadable) => {
+                            let m: Machine = self.get_once("machine", format!("/apps/{app}/machines/{id}")).await?;
+                            if applied(&m) { Ok(m) } else { Err(unreadable) }
+                        }
+                    },
                     Err(e) => {
                         if e.is_ambiguous() {
                             maybe_sent.store(true, Ordering::SeqCst);
@@ -540,8 +582,9 @@ impl FlyClient {
     }
 
     /// `POST /apps/{app}/machines/{id}/lease?ttl=N`. A 409 (held by someone else) comes back
-    /// as [`FlyError::Conflict`] with the owner. After an ambiguous failure the current lease is
-    /// read: if it carries our `description`, it is ours.
+    /// as [`FlyError::Conflict`] with the owner. After an ambiguous failure, or an answer that
+    /// cannot be read, the current lease is read: if it carries our `description` (unique to this
+    /// rollout), it is ours.
     pub async fn acquire_lease(
         &self,
         app: &str,
@@ -564,7 +607,15 @@ impl FlyClient {
                 }
                 let call = Call::new(Method::POST, format!("/apps/{app}/machines/{id}/lease?ttl={secs}")).body(body);
                 match self.send(call).await {
-                    Ok(b) => decode_lease(&b),
+                    Ok(b) => match self.lease(&b) {
+                        Ok(lease) => Ok(lease),
+                        // Taken, but the answer is unreadable: read the lease back, so one that is
+                        // ours (our unique description) is held, and released, like any other.
+                        Err(unreadable) => match self.get_lease_once(app, id).await {
+                            Ok(Some(lease)) if lease.description.as_deref() == Some(description) => Ok(lease),
+                            _ => Err(unreadable),
+                        },
+                    },
                     Err(e) => {
                         if e.is_ambiguous() {
                             maybe_sent.store(true, Ordering::SeqCst);
@@ -601,7 +652,7 @@ impl FlyClient {
                 self.send(call)
             })
             .await?;
-        decode_lease(&b)
+        self.lease(&b)
     }
 
     /// `DELETE /apps/{app}/machines/{id}/lease` with our nonce. A lease already gone is fine.
@@ -700,7 +751,7 @@ mod tests {
 
     async fn client(server: &MockServer) -> FlyClient {
         let token = Some(SecretString::from("fm2_test-token"));
-        FlyClient::new(server.uri(), token, RetryPolicy::fast(), Duration::from_secs(5)).unwrap()
+        FlyClient::new(server.uri(), token, RetryPolicy::fast(), Duration::from_secs(5), Scrubber::new()).unwrap()
     }
 
     async fn requests(server: &MockServer) -> Vec<String> {

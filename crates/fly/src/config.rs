@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
+use shipit_core::http::{Scrubber, without_userinfo};
 use shipit_core::retry::RetryPolicy;
 
 use crate::client::FlyClient;
@@ -24,6 +25,10 @@ pub const POLL_INTERVAL_ENV: &str = "SHIPIT_FLY_POLL_INTERVAL";
 /// A missing token is not an error here: `render` and `--dry-run` need none. Each API call then
 /// fails with an [`ErrorKind::Unauthorized`](shipit_core::ErrorKind::Unauthorized) error
 /// naming `FLY_API_TOKEN`, without sending anything.
+///
+/// Credentials in the base URL (`https://user:pass@host/v1`) are used as given (reqwest sends
+/// them as Basic credentials) but never shown: messages, `Debug` and
+/// [`FlyClient::base_url`] (which `--dry-run` prints) have `https://***@host/v1`.
 #[derive(Clone)]
 #[must_use]
 pub struct FlyConfig {
@@ -33,13 +38,14 @@ pub struct FlyConfig {
     pub(crate) retry: RetryPolicy,
     pub(crate) lease_ttl: Duration,
     pub(crate) request_timeout: Duration,
+    pub(crate) scrubber: Scrubber,
 }
 
 impl std::fmt::Debug for FlyConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlyConfig")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("base_url", &self.base_url)
+            .field("base_url", &without_userinfo(&self.base_url))
             .field("poll_interval", &self.poll_interval)
             .field("retry", &self.retry)
             .field("lease_ttl", &self.lease_ttl)
@@ -57,6 +63,7 @@ impl Default for FlyConfig {
             retry: RetryPolicy::default(),
             lease_ttl: Duration::from_secs(120),
             request_timeout: Duration::from_secs(30),
+            scrubber: Scrubber::new(),
         }
     }
 }
@@ -126,15 +133,48 @@ impl FlyConfig {
         self
     }
 
+    /// Other secrets to keep out of every error message, besides the token and the base URL's
+    /// credentials (which the client adds itself): a caller's scrubber that knows every
+    /// credential in use and the secret values it will sync.
+    pub fn scrubber(mut self, scrubber: Scrubber) -> Self {
+        self.scrubber = scrubber;
+        self
+    }
+
     /// Builds the platform. Fails only on an invalid base URL or TLS setup; never on a
     /// missing token.
     pub fn build(self) -> Result<FlyPlatform, FlyError> {
         let base = self.base_url.trim_end_matches('/').to_string();
-        let url = reqwest::Url::parse(&base).map_err(|e| FlyError::Config(format!("base URL {base:?}: {e}")))?;
+        let shown = without_userinfo(&base);
+        let url = reqwest::Url::parse(&base).map_err(|e| FlyError::Config(format!("base URL {shown:?}: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(FlyError::Config(format!("base URL {base:?}: only http and https are supported")));
+            return Err(FlyError::Config(format!("base URL {shown:?}: only http and https are supported")));
         }
-        let client = FlyClient::new(base, self.token.clone(), self.retry, self.request_timeout)?;
+        let client = FlyClient::new(base, self.token.clone(), self.retry, self.request_timeout, self.scrubber.clone())?;
         Ok(FlyPlatform::new(client, self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_credentials_are_never_shown() {
+        let config = FlyConfig::new()
+            .token(SecretString::from("fm2_token-value"))
+            .with_base_url("http://deployer:hunter2-pass@127.0.0.1:9/v1/");
+        assert!(!format!("{config:?}").contains("hunter2"), "{config:?}");
+        let platform = config.clone().build().map_err(|e| e.to_string());
+        let Ok(platform) = platform else { panic!("{platform:?}") };
+        assert_eq!(platform.client().base_url(), "http://***@127.0.0.1:9/v1");
+        assert!(!format!("{:?}", platform.client()).contains("hunter2"));
+        let scrubbed = platform.client().scrubber().scrub("got hunter2-pass and fm2_token-value");
+        assert_eq!(scrubbed, "got *** and ***");
+        let bad = config.with_base_url("ftp://u:hunter2-pass@host/v1").build().err().map(|e| e.to_string());
+        assert_eq!(
+            bad.as_deref(),
+            Some("invalid Fly configuration: base URL \"ftp://***@host/v1\": only http and https are supported")
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! place an HTTP error response becomes a typed error.
 //!
 //! Retry-After, the scrubbing and shortening of Fly's message, and the retry bookkeeping
-//! ([`RetryableError`]) are [`shipit_core::http`]'s; this module only maps statuses.
+//! ([`RetryableError`]) are [`shipit_core::http`]'s; this module only maps statuses. Every text
+//! that comes from Fly or from the transport (a response body, a lease owner, reqwest's message
+//! with its URL) goes through the client's [`Scrubber`] as the error is made.
 
 use std::time::{Duration, SystemTime};
 
@@ -76,8 +78,10 @@ pub enum FlyError {
         message: String,
     },
     /// The request did not complete (connection refused, reset, timed out).
-    #[error("Fly API request failed: {source}{}", attempts.map(|a| format!(" ({a})")).unwrap_or_default())]
+    #[error("Fly API request failed: {message}{}", attempts.map(|a| format!(" ({a})")).unwrap_or_default())]
     Network {
+        /// The transport error's message, scrubbed (it quotes the URL).
+        message: String,
         /// The transport error.
         #[source]
         source: reqwest::Error,
@@ -106,6 +110,36 @@ pub enum FlyError {
 }
 
 impl FlyError {
+    /// A transport error, its message (which quotes the URL) scrubbed.
+    pub(crate) fn network(source: reqwest::Error, scrubber: &Scrubber) -> Self {
+        FlyError::Network { message: scrubber.scrub(&source.to_string()), source, attempts: None }
+    }
+
+    /// This error with every text in it scrubbed: for messages built from what Fly answered
+    /// outside [`parse_error`] (a body that could not be read).
+    pub(crate) fn scrubbed(mut self, scrubber: &Scrubber) -> Self {
+        match &mut self {
+            Self::Unauthorized { message, .. }
+            | Self::NotFound { message }
+            | Self::RateLimited { message, .. }
+            | Self::Server { message, .. }
+            | Self::WaitTimeout { message }
+            | Self::Network { message, .. }
+            | Self::Api { message, .. }
+            | Self::Config(message) => *message = scrubber.scrub(message),
+            Self::Conflict { owner, message } => {
+                *owner = owner.as_deref().map(|o| scrubber.scrub(o));
+                *message = scrubber.scrub(message);
+            }
+            Self::Decode { what, message } => {
+                *what = scrubber.scrub(what);
+                *message = scrubber.scrub(message);
+            }
+            Self::MissingToken | Self::Stopped => {}
+        }
+        self
+    }
+
     /// The shared kind, which drives retries and exit codes.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -133,6 +167,12 @@ impl FlyError {
     /// (a 5xx or a lost response): look before sending it again.
     pub fn is_ambiguous(&self) -> bool {
         matches!(self, Self::Server { .. } | Self::Network { .. })
+    }
+
+    /// Whether a change that failed this way may have been made: an ambiguous failure, or a 2xx
+    /// whose body could not be read. Such a failure counts as having touched the service.
+    pub fn may_have_applied(&self) -> bool {
+        self.is_ambiguous() || matches!(self, Self::Decode { .. })
     }
 
     /// Whether this is a 409 about a lease, with its owner.
@@ -187,7 +227,7 @@ pub fn parse_error(status: StatusCode, headers: &HeaderMap, body: &[u8], scrubbe
         401 | 403 => FlyError::Unauthorized { status: status.as_u16(), message },
         404 => FlyError::NotFound { message },
         408 => FlyError::WaitTimeout { message },
-        409 => FlyError::Conflict { owner: lease_owner(json.as_ref(), &message), message },
+        409 => FlyError::Conflict { owner: lease_owner(json.as_ref(), &message).map(|o| scrubber.scrub(&o)), message },
         429 => FlyError::RateLimited { retry_after, message },
         s if s >= 500 => FlyError::Server { status: s, message, retry_after },
         s => FlyError::Api { status: s, message },
@@ -288,6 +328,19 @@ mod tests {
         let e = parse_error(StatusCode::BAD_GATEWAY, &HeaderMap::new(), long.as_bytes(), &scrubber);
         let FlyError::Server { message, .. } = e else { panic!("{e:?}") };
         assert_eq!(message.chars().count(), MESSAGE_CHARS + 1);
+    }
+
+    #[test]
+    fn owners_and_unreadable_answers_are_scrubbed() {
+        let scrubber = Scrubber::new().with_secret("fm2_s3cret-token");
+        let body = br#"{"error":"lease held","owner":"fm2_s3cret-token"}"#;
+        let e = parse_error(StatusCode::CONFLICT, &HeaderMap::new(), body, &scrubber);
+        assert_eq!(e.lease_owner(), Some(Some("***")));
+        let e = FlyError::Decode { what: "lease".into(), message: "invalid type: string \"fm2_s3cret-token\"".into() };
+        assert_eq!(
+            e.scrubbed(&scrubber).to_string(),
+            "unexpected response from Fly (lease): invalid type: string \"***\""
+        );
     }
 
     #[test]

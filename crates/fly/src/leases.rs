@@ -25,6 +25,10 @@ pub(crate) struct LeaseGuard {
     events: Events,
     /// (machine id, nonce); behind a lock so the refresher can read it while creates add to it.
     held: Mutex<Vec<(String, String)>>,
+    /// The machine whose lease request is in flight, and our unique description: if the rollout
+    /// is abandoned then, the lease may have been taken without our seeing the nonce.
+    asking: Mutex<Option<String>>,
+    label: String,
 }
 
 impl LeaseGuard {
@@ -35,6 +39,14 @@ impl LeaseGuard {
             service: job.service.name.clone(),
             events: job.events.clone(),
             held: Mutex::new(Vec::new()),
+            asking: Mutex::new(None),
+            label: job.lease_label.clone(),
+        }
+    }
+
+    fn asking(&self, id: Option<&str>) {
+        if let Ok(mut a) = self.asking.lock() {
+            *a = id.map(str::to_string);
         }
     }
 
@@ -87,7 +99,10 @@ impl LeaseGuard {
                 if job.cancel.is_cancelled() {
                     return Err(cancelled_error());
                 }
-                match job.client.acquire_lease(&job.app, id, job.lease_ttl, &job.lease_label).await {
+                self.asking(Some(id));
+                let answer = job.client.acquire_lease(&job.app, id, job.lease_ttl, &job.lease_label).await;
+                self.asking(None);
+                match answer {
                     Ok(lease) => {
                         self.add(id, lease.nonce);
                         break;
@@ -134,16 +149,25 @@ impl LeaseGuard {
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
         let held = self.held.get_mut().map(std::mem::take).unwrap_or_default();
-        if held.is_empty() {
+        let asking = self.asking.get_mut().ok().and_then(Option::take);
+        if held.is_empty() && asking.is_none() {
             return;
         }
-        // Dropped mid-rollout (the deploy future was abandoned): release in the background.
-        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
-        let (client, app) = (self.client.clone(), self.app.clone());
-        rt.spawn(async move {
-            for (id, nonce) in held {
-                let _ = client.release_lease(&app, &id, &nonce).await;
-            }
+        // Dropped mid-rollout (the deploy future was abandoned, e.g. a second Ctrl-C): release
+        // in the background, in parallel, tracked so the CLI waits for it before it exits. A
+        // lease asked for but not answered yet is read back and released if it is ours.
+        let (client, app, label) = (self.client.clone(), self.app.clone(), self.label.clone());
+        shipit_core::shutdown::spawn(async move {
+            let in_flight = async {
+                let Some(id) = asking else { return };
+                if let Ok(Some(lease)) = client.get_lease(&app, &id).await
+                    && lease.description.as_deref() == Some(label.as_str())
+                {
+                    let _ = client.release_lease(&app, &id, &lease.nonce).await;
+                }
+            };
+            let held = join_all(held.iter().map(|(id, nonce)| client.release_lease(&app, id, nonce)));
+            futures::join!(held, in_flight);
         });
     }
 }

@@ -552,7 +552,11 @@ impl Platform for FlyPlatform {
         let app = app_name(target, service);
         if self.client.get_app(&app).await?.is_none() {
             // Secrets must be in place before the first machine starts.
-            self.client.create_app(&app, &target.app.targets.fly.org).await?;
+            match self.client.create_app(&app, &target.app.targets.fly.org).await {
+                // Made meanwhile (by a deploy): set the secrets on it all the same.
+                Err(e) if taken(&e) => {}
+                r => r?,
+            }
         }
         let set = self
             .client

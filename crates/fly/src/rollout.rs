@@ -278,7 +278,7 @@ async fn update_one(
             u
         }
         Err(e) => {
-            if e.is_ambiguous() {
+            if e.may_have_applied() {
                 job.touch();
             }
             return Err(Error::from(e).context(format!("updating machine {}", m.id)));
@@ -333,7 +333,7 @@ async fn create_missing(
                     ));
                 }
                 Err(e) => {
-                    if e.is_ambiguous() {
+                    if e.may_have_applied() {
                         job.touch();
                     }
                     return Err(Error::from(e).context(format!("creating machine {name}")));

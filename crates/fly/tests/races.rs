@@ -209,3 +209,19 @@ async fn a_deploy_cannot_take_over_machines_another_deploy_is_creating() {
     assert_eq!(second.failure_kind(), Some(ErrorKind::Conflict), "{second:?}");
     assert!(!digests(&fake, "staging").contains(&digest("v2")), "B's image never ran");
 }
+
+#[tokio::test]
+async fn a_lease_taken_with_an_unreadable_answer_is_still_released() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    deploy_label(&fly, t, "v1", &opts()).await;
+    // The lease is taken, but its answer is not JSON.
+    fake.inject(Fault::Malformed { method: Some("POST".into()), path_contains: "/lease".into(), times: 1 });
+    let s = deploy_label(&fly, t, "v2", &opts()).await;
+    assert_eq!(s.outcome, Outcome::Succeeded, "the lease was read back and used: {s:?}");
+    assert!(fake.leases_held().is_empty(), "no lease left behind: {:?}", fake.leases_held());
+    // The next deploy is not refused with "deploy in progress".
+    assert_eq!(deploy_label(&fly, t, "v3", &opts()).await.outcome, Outcome::Succeeded);
+}

@@ -3,12 +3,18 @@
 //!
 //! Retry-After parsing, error-body scrubbing and truncation, and the retry loop come from
 //! [`shipit_core::http`]; this module only says which registry answers mean what.
+//!
+//! The client's [`Scrubber`] knows the configured token, what the caller added
+//! ([`RegistryConfig::scrubber`]) and every bearer token the registries' token services have
+//! issued to it (added as each arrives). Every error made from a response (its body, a header
+//! such as `Location` or a challenge's realm) or from a transport failure (whose message quotes
+//! the URL) goes through it.
 
 use std::error::Error as _;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
@@ -49,8 +55,8 @@ struct Inner {
     auth_lock: tokio::sync::Mutex<()>,
     /// HTTP requests sent, token requests and retries included.
     requests: AtomicU64,
-    /// Knows the configured token; a request's bearer token is added per error.
-    scrubber: Scrubber,
+    /// Knows the configured token, the caller's secrets and every bearer token issued so far.
+    scrubber: RwLock<Scrubber>,
 }
 
 impl fmt::Debug for RegistryClient {
@@ -225,10 +231,11 @@ impl RegistryClient {
             .redirect(redirects)
             .build()
             .map_err(|e| RegistryError::InvalidConfig(format!("cannot build the HTTP client: {e}")))?;
-        let scrubber = match &config.credentials {
-            Some(c) => Scrubber::new().with_secret(c.token.expose_secret()),
-            None => Scrubber::new(),
-        };
+        let mut scrubber = config.scrubber.clone();
+        if let Some(c) = &config.credentials {
+            scrubber.add(c.token.expose_secret());
+        }
+        let scrubber = RwLock::new(scrubber);
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
@@ -245,6 +252,23 @@ impl RegistryClient {
     /// requests and every retry. Read it before and after an operation to count its requests.
     pub fn requests_made(&self) -> u64 {
         self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// What this client keeps out of every error message: the configured token, the caller's
+    /// secrets, and every bearer token issued to it so far.
+    pub fn scrubber(&self) -> Scrubber {
+        self.inner.scrubber.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// `text` scrubbed of every secret this client knows.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        self.inner.scrubber.read().unwrap_or_else(PoisonError::into_inner).scrub(text)
+    }
+
+    /// `e` with every text in it scrubbed: for errors that quote what a registry answered
+    /// outside [`parse_error`](Self::parse_error) (a header, a body that is not JSON).
+    pub(crate) fn scrubbed(&self, e: RegistryError) -> RegistryError {
+        e.scrubbed(&self.scrubber())
     }
 
     /// `https://host/path`, or `http://` for a host listed as insecure.
@@ -347,12 +371,15 @@ impl RegistryClient {
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .ok_or_else(|| invalid("an upload response without a Location header".into()))?;
-        let url = base.join(raw).map_err(|e| invalid(format!("the Location {raw:?} is not a URL: {e}")))?;
+        let url =
+            base.join(raw).map_err(|e| self.scrubbed(invalid(format!("the Location {raw:?} is not a URL: {e}"))))?;
         match url.scheme() {
             "https" => Ok(url),
             "http" if self.inner.config.is_insecure(&host_port(&url)) => Ok(url),
-            "http" => Err(RegistryError::PlainHttpRefused { host: host_port(&url), url: url.to_string() }),
-            other => Err(invalid(format!("the Location {raw:?} has an unsupported scheme {other:?}"))),
+            "http" => {
+                Err(self.scrubbed(RegistryError::PlainHttpRefused { host: host_port(&url), url: url.to_string() }))
+            }
+            other => Err(self.scrubbed(invalid(format!("the Location {raw:?} has an unsupported scheme {other:?}")))),
         }
     }
 
@@ -412,11 +439,15 @@ impl RegistryClient {
     async fn fetch_token(&self, target: &Target, challenge: &Challenge) -> Result<Auth, RegistryError> {
         let invalid = |detail: String| RegistryError::InvalidResponse { registry: target.registry.clone(), detail };
         let realm = challenge.param("realm").ok_or_else(|| invalid("a Bearer challenge without a realm".into()))?;
-        let mut url = Url::parse(realm).map_err(|e| invalid(format!("the token realm {realm:?} is not a URL: {e}")))?;
+        let mut url = Url::parse(realm)
+            .map_err(|e| self.scrubbed(invalid(format!("the token realm {realm:?} is not a URL: {e}"))))?;
         match url.scheme() {
             "https" => {}
             "http" if self.inner.config.is_insecure(&host_port(&url)) => {}
-            "http" => return Err(RegistryError::PlainHttpRefused { host: host_port(&url), url: url.to_string() }),
+            "http" => {
+                let refused = RegistryError::PlainHttpRefused { host: host_port(&url), url: url.to_string() };
+                return Err(self.scrubbed(refused));
+            }
             other => return Err(invalid(format!("the token realm has an unsupported scheme {other:?}"))),
         }
         {
@@ -444,8 +475,9 @@ impl RegistryClient {
         let body = read_limited(response, TOKEN_BODY_LIMIT)
             .await
             .map_err(|e| self.network_error(url.as_str(), &target.registry, e))?;
-        let parsed: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| invalid(format!("the token service answered something that is not a token: {e}")))?;
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            self.scrubbed(invalid(format!("the token service answered something that is not a token: {e}")))
+        })?;
         let expires_in = parsed.expires_in;
         let token = parsed
             .token
@@ -453,6 +485,8 @@ impl RegistryClient {
             .or(parsed.access_token)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| invalid("the token service answered without a token".into()))?;
+        // Known from now on: a registry that quotes it back in any later answer is scrubbed.
+        self.inner.scrubber.write().unwrap_or_else(PoisonError::into_inner).add(&token);
         Ok(Auth::bearer(SecretString::from(token), expires_in))
     }
 
@@ -492,14 +526,15 @@ impl RegistryClient {
         let status = response.status();
         let headers = response.headers().clone();
         let body = read_limited(response, ERROR_BODY_LIMIT).await.unwrap_or_default();
-        self.parse_error(target, status, &headers, &body, &self.scrubber(target, auth))
+        self.parse_error(target, status, &headers, &body, &self.scrubber_for(target, auth))
     }
 
     /// The client's scrubber plus the bearer tokens this request may have carried: the one
-    /// it was sent with and the one cached for its scopes.
-    fn scrubber(&self, target: &Target, auth: Option<&Auth>) -> Scrubber {
+    /// it was sent with and the one cached for its scopes (both already known once issued;
+    /// added again for tokens from elsewhere).
+    fn scrubber_for(&self, target: &Target, auth: Option<&Auth>) -> Scrubber {
         let cached = self.inner.tokens.get(&target.registry, &target.scope_key());
-        let mut scrubber = self.inner.scrubber.clone();
+        let mut scrubber = self.scrubber();
         for used in [auth, cached.as_ref()].into_iter().flatten() {
             if let Auth::Bearer { token, .. } = used {
                 scrubber.add(token.expose_secret());
@@ -599,7 +634,7 @@ impl RegistryClient {
         let mut next: Option<&(dyn std::error::Error + 'static)> = source.source();
         while let Some(e) = next {
             if let Some(refused) = e.downcast_ref::<PlainHttpRedirect>() {
-                let url = self.inner.scrubber.scrub(&refused.url);
+                let url = self.scrub(&refused.url);
                 return RegistryError::PlainHttpRefused { host: refused.host.clone(), url };
             }
             let text = e.to_string();
@@ -609,7 +644,7 @@ impl RegistryClient {
             next = e.source();
         }
         let cause = if causes.is_empty() { source.to_string() } else { causes.join(": ") };
-        let (url, cause) = (&self.inner.scrubber.scrub(url), self.inner.scrubber.scrub(&cause));
+        let (url, cause) = (&self.scrub(url), self.scrub(&cause));
         let lower = cause.to_ascii_lowercase();
         let tls = ["tls", "ssl", "certificate", "corrupt message", "invalidcontenttype", "handshake"]
             .iter()
@@ -648,7 +683,7 @@ mod tests {
         let image: ImageRef = "ghcr.io/acme/api:v1".parse().unwrap();
         let target = Target::new(&image);
         let status = StatusCode::from_u16(status).unwrap();
-        client.parse_error(&target, status, &headers, body, &client.scrubber(&target, None))
+        client.parse_error(&target, status, &headers, body, &client.scrubber_for(&target, None))
     }
 
     fn retry_after(value: &str) -> HeaderMap {
@@ -664,8 +699,9 @@ mod tests {
         let at = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
         let e = parse(503, retry_after(&at), b"");
         let after = e.retry_after().unwrap();
-        assert!(after > Duration::from_secs(110) && after <= Duration::from_secs(120), "{after:?}");
-        assert!(e.to_string().ends_with("retry after 119s") || e.to_string().ends_with("retry after 120s"), "{e}");
+        assert!(after > Duration::from_secs(110) && after <= Duration::from_secs(121), "{after:?}");
+        // HTTP dates have whole seconds: 120 s ahead reads back as 118–120 s.
+        assert!(["118s", "119s", "120s"].iter().any(|s| e.to_string().ends_with(&format!("retry after {s}"))), "{e}");
         assert_eq!(parse(429, retry_after("soon"), b"").retry_after(), None);
     }
 

@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use secrecy::SecretString;
+use shipit_core::http::Scrubber;
 use shipit_core::retry::RetryPolicy;
 
 use crate::client::RegistryClient;
@@ -54,6 +55,7 @@ pub struct RegistryConfig {
     pub(crate) user_agent: String,
     pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    pub(crate) scrubber: Scrubber,
 }
 
 impl Default for RegistryConfig {
@@ -66,6 +68,7 @@ impl Default for RegistryConfig {
             user_agent: concat!("shipit/", env!("CARGO_PKG_VERSION")).to_string(),
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
+            scrubber: Scrubber::new(),
         }
     }
 }
@@ -152,6 +155,14 @@ impl RegistryConfig {
         self
     }
 
+    /// Other secrets to keep out of every error message, besides the token and the bearer
+    /// tokens the client is issued (which it adds itself): a caller's scrubber that knows every
+    /// credential in use.
+    pub fn scrubber(mut self, scrubber: Scrubber) -> Self {
+        self.scrubber = scrubber;
+        self
+    }
+
     /// The user the credentials belong to, if any.
     pub fn user(&self) -> Option<&str> {
         self.credentials.as_ref().map(|c| c.user.as_str())
@@ -209,8 +220,13 @@ fn normalize_hosts(hosts: &[String], what: &str) -> Result<Vec<String>, Registry
             if name_ok && port_ok {
                 Ok(h)
             } else {
+                // `user:pass@host` (with or without a scheme) is quoted without its userinfo.
+                let shown = match raw.rsplit_once('@') {
+                    Some((_, host)) => format!("***@{host}"),
+                    None => raw.trim().to_string(),
+                };
                 Err(RegistryError::InvalidConfig(format!(
-                    "{what}: {raw:?} is not host[:port] (for example `localhost:5000` or `registry.internal`)"
+                    "{what}: {shown:?} is not host[:port] (for example `localhost:5000` or `registry.internal`)"
                 )))
             }
         })
@@ -252,6 +268,11 @@ mod tests {
         assert_eq!(ok, ["localhost:5000", "10.0.0.1"]);
         for bad in ["localhost:", "a/b", "host:port", "a b", ":5000"] {
             assert!(normalize_hosts(&[bad.to_string()], "x").is_err(), "{bad:?}");
+        }
+        for with_credentials in ["http://user:hunter2@localhost:5000", "user:hunter2@localhost:5000", "tok@host"] {
+            let e = normalize_hosts(&[with_credentials.to_string()], "x").err().map(|e| e.to_string());
+            let e = e.unwrap_or_default();
+            assert!(e.contains("***@") && !e.contains("hunter2") && !e.contains("tok@"), "{e}");
         }
     }
 }

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use shipit_core::ErrorKind;
-use shipit_core::http::{Attempts, RetryableError};
+use shipit_core::http::{Attempts, RetryableError, Scrubber};
 
 /// An error from the registry client.
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +210,50 @@ impl RegistryError {
     /// Whether retrying the same request may succeed.
     pub fn is_temporary(&self) -> bool {
         self.kind().is_temporary()
+    }
+
+    /// This error with every text in it scrubbed by `scrubber`.
+    pub(crate) fn scrubbed(mut self, scrubber: &Scrubber) -> Self {
+        let s = |text: &mut String| *text = scrubber.scrub(text);
+        match &mut self {
+            Self::NotFound { image, detail } | Self::InvalidReference { image, detail } => {
+                s(image);
+                s(detail);
+            }
+            Self::Unauthorized { image, user, detail, hint } => {
+                s(image);
+                user.iter_mut().for_each(s);
+                s(detail);
+                s(hint);
+            }
+            Self::RateLimited { registry, detail, .. }
+            | Self::Server { registry, detail, .. }
+            | Self::InvalidResponse { registry, detail } => {
+                s(registry);
+                s(detail);
+            }
+            Self::Network { url, cause, .. } => {
+                s(url);
+                s(cause);
+            }
+            Self::Tls { host, url, cause, .. } => {
+                s(host);
+                s(url);
+                s(cause);
+            }
+            Self::PlainHttpRefused { host, url } => {
+                s(host);
+                s(url);
+            }
+            Self::InvalidConfig(detail) => s(detail),
+            Self::InvalidTag { tag } => s(tag),
+            Self::InvalidLayout { path, detail } | Self::CorruptBlob { path, detail, .. } => {
+                s(path);
+                s(detail);
+            }
+            Self::Io { path, .. } => s(path),
+        }
+        self
     }
 }
 

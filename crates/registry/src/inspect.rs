@@ -76,8 +76,9 @@ impl RegistryClient {
     /// are left out.
     pub async fn inspect(&self, image: &ImageRef) -> Result<ImageFacts, RegistryError> {
         let top = self.get_manifest(image).await?;
-        let parsed: Manifest = serde_json::from_slice(&top.bytes)
-            .map_err(|e| invalid(&image.registry, format!("the manifest of {image} is not JSON: {e}")))?;
+        let parsed: Manifest = serde_json::from_slice(&top.bytes).map_err(|e| {
+            self.scrubbed(invalid(&image.registry, format!("the manifest of {image} is not JSON: {e}")))
+        })?;
         let pinned = image.with_digest(&top.digest);
         let mut platforms = Vec::new();
         if parsed.manifests.is_empty() {
@@ -89,8 +90,9 @@ impl RegistryClient {
             }) {
                 let child_ref = image.with_digest(&child.digest);
                 let raw = self.get_manifest(&child_ref).await?;
-                let m: Manifest = serde_json::from_slice(&raw.bytes)
-                    .map_err(|e| invalid(&image.registry, format!("the manifest {} is not JSON: {e}", child.digest)))?;
+                let m: Manifest = serde_json::from_slice(&raw.bytes).map_err(|e| {
+                    self.scrubbed(invalid(&image.registry, format!("the manifest {} is not JSON: {e}", child.digest)))
+                })?;
                 platforms.push(self.platform_image(image, &m, child.platform.as_ref()).await?);
             }
         }
@@ -136,7 +138,7 @@ impl RegistryClient {
             .await
             .map_err(|e| self.network_error(url.as_str(), &target.registry, e))?;
         serde_json::from_slice(&bytes)
-            .map_err(|e| invalid(&image.registry, format!("the image config {digest} is not JSON: {e}")))
+            .map_err(|e| self.scrubbed(invalid(&image.registry, format!("the image config {digest} is not JSON: {e}"))))
     }
 }
 

@@ -451,9 +451,11 @@ impl RegistryClient {
             None => location.clone(),
         };
         let range = response.headers().get(RANGE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        let offset = parse_range_end(range).ok_or_else(|| RegistryError::InvalidResponse {
-            registry: target.registry.clone(),
-            detail: format!("the upload status has no usable Range header ({range:?})"),
+        let offset = parse_range_end(range).ok_or_else(|| {
+            self.scrubbed(RegistryError::InvalidResponse {
+                registry: target.registry.clone(),
+                detail: format!("the upload status has no usable Range header ({range:?})"),
+            })
         })?;
         Ok((url, offset))
     }

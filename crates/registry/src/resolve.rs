@@ -48,7 +48,7 @@ impl RegistryClient {
         if !head.status().is_success() {
             return Err(self.error_from(&target, head, None).await);
         }
-        if let Some(digest) = header_digest(&target, head.headers())? {
+        if let Some(digest) = header_digest(&target, head.headers()).map_err(|e| self.scrubbed(e))? {
             return Ok(digest);
         }
 
@@ -57,7 +57,7 @@ impl RegistryClient {
         if !get.status().is_success() {
             return Err(self.error_from(&target, get, None).await);
         }
-        let announced = header_digest(&target, get.headers())?;
+        let announced = header_digest(&target, get.headers()).map_err(|e| self.scrubbed(e))?;
         let body = read_limited(get, MANIFEST_LIMIT + 1)
             .await
             .map_err(|e| self.network_error(url.as_str(), &target.registry, e))?;

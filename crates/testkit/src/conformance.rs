@@ -57,6 +57,14 @@ pub trait Harness: Send + Sync {
     fn http(&self) -> Option<&dyn HttpFaults> {
         None
     }
+    /// A platform client for the suite's own reads of what runs (the fault matrix's "what a
+    /// user's next `shipit status` sees"), not hindered by what a fault did to
+    /// [`platform`](Self::platform)'s client (a client that stops after a 401 sends nothing
+    /// more). By default the platform itself; its requests are logged like any other, after the
+    /// operation's.
+    fn observer(&self) -> &dyn Platform {
+        self.platform()
+    }
 }
 
 /// Faults at the HTTP level, and the log of the requests the platform sent.
@@ -69,6 +77,11 @@ pub trait HttpFaults: Send + Sync {
     fn requests(&self) -> Vec<LoggedRequest>;
     /// The timeout the platform's client gives one ordinary request.
     fn client_timeout(&self) -> Duration;
+    /// How many times the platform's client sends one retried request at most: the first
+    /// attempt and its retries (the retry policy's cap).
+    fn attempts_per_call(&self) -> usize;
+    /// Uses of the injected faults not met yet (0 once every injected fault has hit).
+    fn faults_left(&self) -> u32;
 }
 
 /// One HTTP fault.
@@ -80,6 +93,8 @@ pub enum HttpFault {
         /// Seconds in `Retry-After`.
         retry_after_secs: u64,
     },
+    /// `429 Too Many Requests` without `Retry-After`: the client picks its own delay.
+    RateLimitedWithoutRetryAfter,
     /// A 5xx answer (e.g. 503); the request is not applied.
     ServerError {
         /// The status.
@@ -92,6 +107,14 @@ pub enum HttpFault {
     },
     /// The connection is reset once the request arrived; the request is not applied.
     Reset,
+    /// The request is applied, then the connection is reset before any answer: a lost
+    /// response the client sees as a network error.
+    ResetAfterApplied,
+    /// The request is applied, and its answer's body stops short of its `Content-Length`: the
+    /// connection closes mid-body (an answer without a body arrives whole).
+    CutBody,
+    /// `404 Not Found`, as if the thing asked for did not exist; the request is not applied.
+    NotFound,
     /// The request is applied, but the answer is a 200 whose body cannot be parsed.
     Malformed,
     /// `401 Unauthorized`.
@@ -111,6 +134,9 @@ pub enum CallClass {
     /// The call that creates one instance (a Fly machine, a Railway deployment…): never safe to
     /// repeat blindly.
     CreateInstance,
+    /// The call that changes what one existing instance runs (a Fly machine update): repeating
+    /// it blindly restarts the instance again.
+    UpdateInstance,
     /// Any other write.
     OtherWrite,
 }
@@ -397,19 +423,23 @@ target = "{target}"
     )
 }
 
-fn opts() -> DeployOptions {
+pub(crate) fn opts() -> DeployOptions {
     let mut o = DeployOptions::default();
     o.wait_timeout = Duration::from_secs(2);
     o.git_sha = Some("c0ffee1".to_string());
     o
 }
 
-fn target(h: &dyn Harness) -> Result<Target<'_>, String> {
+pub(crate) fn target(h: &dyn Harness) -> Result<Target<'_>, String> {
     let env = h.app().environments.get("staging").ok_or("the suite's manifest needs a `staging` environment")?;
     Ok(Target { app: h.app(), env })
 }
 
-fn images(h: &dyn Harness, services: &[&str], label: &str) -> Result<BTreeMap<String, shipit_core::ImageRef>, String> {
+pub(crate) fn images(
+    h: &dyn Harness,
+    services: &[&str],
+    label: &str,
+) -> Result<BTreeMap<String, shipit_core::ImageRef>, String> {
     let t = target(h)?;
     let mut images = BTreeMap::new();
     for s in services {
@@ -420,7 +450,7 @@ fn images(h: &dyn Harness, services: &[&str], label: &str) -> Result<BTreeMap<St
 }
 
 /// Deploys `services` at `label` (digest `<service>-<label>`) through the engine.
-async fn deploy_to(
+pub(crate) async fn deploy_to(
     h: &dyn Harness,
     services: &[&str],
     label: &str,
@@ -448,7 +478,7 @@ async fn releases(h: &dyn Harness, service: &str) -> Result<Vec<Release>, String
     h.platform().releases(t, svc).await.map_err(|e| format!("releases of {service}: {e}"))
 }
 
-fn expect(cond: bool, what: impl Into<String>) -> Result<(), String> {
+pub(crate) fn expect(cond: bool, what: impl Into<String>) -> Result<(), String> {
     if cond { Ok(()) } else { Err(what.into()) }
 }
 

@@ -35,9 +35,10 @@
 //! # Auth and faults
 //!
 //! Every request must carry `Authorization: Bearer fake-fly-token` (or `FlyV1 fake-fly-token`);
-//! anything else gets `401 {"error":"unauthorized"}`. Injected [`Fault`]s are checked before auth
-//! and routing. Every request is recorded ([`FlyFake::requests`]) without its body, so no secret
-//! value is ever kept outside the secret store.
+//! anything else gets `401 {"error":"unauthorized"}` ([`FlyFake::accept_token`] adds tokens).
+//! Injected [`Fault`]s are checked before auth and routing ([`Fault::Echo`] quotes the request's
+//! `Authorization` header and body back). Every request is recorded ([`FlyFake::requests`])
+//! without its body, so no secret value is ever kept outside the secret store.
 //!
 //! Clients reach the fake through a small TCP proxy of the testkit's (its address is
 //! [`FlyFake::uri`]), which relays every request and response unchanged; it is there so that a
@@ -53,7 +54,7 @@ use sha2::{Digest, Sha256};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::proxy::{Proxy, RESET_HEADER};
+use crate::proxy::{CUT_HEADER, Proxy, RESET_HEADER};
 
 /// The only API token the fake accepts, as `Bearer <TOKEN>` or `FlyV1 <TOKEN>`.
 pub const TOKEN: &str = "fake-fly-token";
@@ -119,6 +120,24 @@ pub enum Fault {
         /// Seconds to put in a `Retry-After` header.
         retry_after: Option<u64>,
     },
+    /// The next `times` matching requests get `status` (with `Retry-After: <secs>` when set) and
+    /// an error that quotes the request back: `{"error": "echo: Authorization: … body: …"}` with
+    /// the `Authorization` header and the body as received (also base64- and percent-encoded),
+    /// and the same in an [`ECHO_HEADER`](crate::echo::ECHO_HEADER) response header (see
+    /// [`crate::echo`]). Checked before auth, like [`Fault::Status`]; no effect on the state. For
+    /// tests that no credential or secret value comes out of a client.
+    Echo {
+        /// HTTP method to match (case-insensitive), or any.
+        method: Option<String>,
+        /// Substring of the request path to match.
+        path_contains: String,
+        /// Status to answer with, e.g. 401 or 500.
+        status: u16,
+        /// How many matching requests get the echo.
+        times: u32,
+        /// Seconds to put in a `Retry-After` header (`Some(0)`: retried at once).
+        retry_after: Option<u64>,
+    },
     /// The next `times` matching requests ARE applied to the state, but the client gets `status`
     /// instead of the real answer: a create or update that may have succeeded.
     LostResponse {
@@ -159,6 +178,28 @@ pub enum Fault {
         /// Substring of the request path to match.
         path_contains: String,
         /// How many matching requests are reset.
+        times: u32,
+    },
+    /// The next `times` matching requests ARE applied, then their connection is reset (TCP RST)
+    /// before any answer: a lost response the client sees as a network error. Recorded with
+    /// status 0, like [`Fault::Reset`].
+    ResetAfter {
+        /// HTTP method to match (case-insensitive), or any.
+        method: Option<String>,
+        /// Substring of the request path to match.
+        path_contains: String,
+        /// How many matching requests are reset after being applied.
+        times: u32,
+    },
+    /// The next `times` matching requests ARE applied, and their answer's body stops half-way
+    /// short of its `Content-Length`: the connection closes mid-body (the proxy cuts it). An
+    /// answer without a body arrives whole. Recorded with the status of the cut answer.
+    CutBody {
+        /// HTTP method to match (case-insensitive), or any.
+        method: Option<String>,
+        /// Substring of the request path to match.
+        path_contains: String,
+        /// How many matching requests get a cut body.
         times: u32,
     },
     /// The next `times` matching requests ARE applied, but answer `200` with a body that is not
@@ -204,12 +245,30 @@ impl Fault {
         Fault::Status { method: None, path_contains: path_contains.to_owned(), status: 503, times, retry_after: None }
     }
 
+    /// Uses left of a fault that counts them.
+    fn times_left(&self) -> u32 {
+        match self {
+            Fault::Status { times, .. }
+            | Fault::Echo { times, .. }
+            | Fault::LostResponse { times, .. }
+            | Fault::Slow { times, .. }
+            | Fault::Reset { times, .. }
+            | Fault::ResetAfter { times, .. }
+            | Fault::CutBody { times, .. }
+            | Fault::Malformed { times, .. } => *times,
+            Fault::Delay { .. } | Fault::RefuseImage { .. } => 0,
+        }
+    }
+
     fn matches(&self, method: &str, path: &str) -> bool {
         let (m, p) = match self {
             Fault::Status { method, path_contains, .. }
+            | Fault::Echo { method, path_contains, .. }
             | Fault::LostResponse { method, path_contains, .. }
             | Fault::Slow { method, path_contains, .. }
             | Fault::Reset { method, path_contains, .. }
+            | Fault::ResetAfter { method, path_contains, .. }
+            | Fault::CutBody { method, path_contains, .. }
             | Fault::Malformed { method, path_contains, .. } => (method.as_deref(), path_contains),
             Fault::Delay { path_contains, .. } => (None, path_contains),
             Fault::RefuseImage { .. } => return false,
@@ -335,6 +394,18 @@ impl FlyFake {
     /// Injects a fault; see [`Fault`].
     pub fn inject(&self, fault: Fault) {
         self.lock().faults.push(fault);
+    }
+
+    /// Accepts `token` too, besides [`TOKEN`] (as `Bearer <token>` or `FlyV1 <token>`): for
+    /// tests that need a token of their own, such as a canary searched for in the output.
+    pub fn accept_token(&self, token: &str) {
+        self.lock().tokens.push(token.to_owned());
+    }
+
+    /// Uses of injected faults not met yet: the `times` left of every counted fault
+    /// ([`Fault::Delay`] and [`Fault::RefuseImage`] have none).
+    pub fn faults_left(&self) -> u32 {
+        self.lock().faults.iter().map(Fault::times_left).sum()
     }
 
     /// Removes every injected fault, spent or not.
@@ -495,6 +566,8 @@ struct State {
     requests: Vec<RecordedRequest>,
     /// Whether clients come through the proxy (which can reset a connection).
     proxied: bool,
+    /// Tokens accepted besides [`TOKEN`] ([`FlyFake::accept_token`]).
+    tokens: Vec<String>,
 }
 
 struct AppState {
@@ -779,6 +852,7 @@ impl State {
             faults: Vec::new(),
             requests: Vec::new(),
             proxied: false,
+            tokens: Vec::new(),
         }
     }
 
@@ -1307,7 +1381,9 @@ impl Respond for Handler {
         let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
         let nonce = header(NONCE_HEADER).map(str::trim).filter(|n| !n.is_empty());
         let auth = header("authorization").unwrap_or("");
-        let authorization_ok = [format!("Bearer {TOKEN}"), format!("FlyV1 {TOKEN}")].iter().any(|a| a == auth.trim());
+        let authorization_ok = std::iter::once(TOKEN)
+            .chain(st.tokens.iter().map(String::as_str))
+            .any(|t| [format!("Bearer {t}"), format!("FlyV1 {t}")].iter().any(|a| a == auth.trim()));
 
         let mut delay: Duration = st
             .faults
@@ -1324,10 +1400,17 @@ impl Respond for Handler {
         let mut retry_after = None;
         let mut reset = false;
         let mut malformed = false;
+        let mut cut = false;
+        let mut echo = None;
         let reply = match take_fault(&mut st.faults, &method, &path, Phase::BeforeRouting) {
             Some(Taken::Status(status, ra)) => {
                 retry_after = ra;
                 Reply::error(status, fault_message(status))
+            }
+            Some(Taken::Echo(status, ra)) => {
+                retry_after = ra;
+                echo = Some(crate::echo::header(auth, &req.body));
+                Reply::error(status, crate::echo::text(auth, &req.body))
             }
             Some(Taken::Reset) if st.proxied => {
                 reset = true;
@@ -1358,6 +1441,17 @@ impl Respond for Handler {
                                 malformed = true;
                                 Reply::empty(200)
                             }
+                            Some(Taken::Reset) if st.proxied => {
+                                reset = true;
+                                Reply::empty(0)
+                            }
+                            Some(Taken::Cut) if st.proxied => {
+                                cut = true;
+                                reply
+                            }
+                            Some(Taken::Reset | Taken::Cut) => {
+                                Reply::error(502, "answer lost after being applied (the fake runs without its proxy)")
+                            }
                             _ => reply,
                         }
                     }
@@ -1382,10 +1476,17 @@ impl Respond for Handler {
         if malformed {
             t = t.set_body_raw(b"{\"id\": \"trunc".to_vec(), "application/json");
         } else if let Some(body) = reply.body {
+            if cut {
+                let half = serde_json::to_vec(&body).map_or(0, |b| b.len() / 2);
+                t = t.insert_header(CUT_HEADER, half.to_string().as_str());
+            }
             t = t.set_body_json(body);
         }
         if let Some(secs) = retry_after {
             t = t.insert_header("retry-after", secs.to_string().as_str());
+        }
+        if let Some(echo) = echo {
+            t = t.insert_header(crate::echo::ECHO_HEADER, echo.as_str());
         }
         if !delay.is_zero() {
             t = t.set_delay(delay);
@@ -1399,7 +1500,7 @@ impl Respond for Handler {
 enum Phase {
     /// `Status` and `Reset`: the request is not applied.
     BeforeRouting,
-    /// `LostResponse` and `Malformed`: the request was applied.
+    /// `LostResponse`, `ResetAfter`, `CutBody` and `Malformed`: the request was applied.
     AfterRouting,
     /// `Slow`.
     Slow,
@@ -1408,7 +1509,9 @@ enum Phase {
 /// A fault use taken.
 enum Taken {
     Status(u16, Option<u64>),
+    Echo(u16, Option<u64>),
     Reset,
+    Cut,
     Malformed,
     Slow(Duration),
 }
@@ -1418,10 +1521,13 @@ fn take_fault(faults: &mut Vec<Fault>, method: &str, path: &str, phase: Phase) -
     let i = faults.iter().position(|f| {
         f.matches(method, path)
             && match f {
-                Fault::Status { times, .. } | Fault::Reset { times, .. } => phase == Phase::BeforeRouting && *times > 0,
-                Fault::LostResponse { times, .. } | Fault::Malformed { times, .. } => {
-                    phase == Phase::AfterRouting && *times > 0
+                Fault::Status { times, .. } | Fault::Echo { times, .. } | Fault::Reset { times, .. } => {
+                    phase == Phase::BeforeRouting && *times > 0
                 }
+                Fault::LostResponse { times, .. }
+                | Fault::ResetAfter { times, .. }
+                | Fault::CutBody { times, .. }
+                | Fault::Malformed { times, .. } => phase == Phase::AfterRouting && *times > 0,
                 Fault::Slow { times, .. } => phase == Phase::Slow && *times > 0,
                 Fault::Delay { .. } | Fault::RefuseImage { .. } => false,
             }
@@ -1431,6 +1537,10 @@ fn take_fault(faults: &mut Vec<Fault>, method: &str, path: &str, phase: Phase) -
             *times -= 1;
             Taken::Status(*status, *retry_after)
         }
+        Fault::Echo { status, times, retry_after, .. } => {
+            *times -= 1;
+            Taken::Echo(*status, *retry_after)
+        }
         Fault::LostResponse { status, times, .. } => {
             *times -= 1;
             Taken::Status(*status, None)
@@ -1438,6 +1548,14 @@ fn take_fault(faults: &mut Vec<Fault>, method: &str, path: &str, phase: Phase) -
         Fault::Reset { times, .. } => {
             *times -= 1;
             Taken::Reset
+        }
+        Fault::ResetAfter { times, .. } => {
+            *times -= 1;
+            Taken::Reset
+        }
+        Fault::CutBody { times, .. } => {
+            *times -= 1;
+            Taken::Cut
         }
         Fault::Malformed { times, .. } => {
             *times -= 1;
@@ -1453,8 +1571,11 @@ fn take_fault(faults: &mut Vec<Fault>, method: &str, path: &str, phase: Phase) -
         !matches!(
             f,
             Fault::Status { times: 0, .. }
+                | Fault::Echo { times: 0, .. }
                 | Fault::LostResponse { times: 0, .. }
                 | Fault::Reset { times: 0, .. }
+                | Fault::ResetAfter { times: 0, .. }
+                | Fault::CutBody { times: 0, .. }
                 | Fault::Malformed { times: 0, .. }
                 | Fault::Slow { times: 0, .. }
         )
@@ -1488,6 +1609,7 @@ fn refuse_image(faults: &mut [Fault], c: &Call<'_>) -> Option<u16> {
 fn fault_message(status: u16) -> &'static str {
     match status {
         401 => "unauthorized",
+        404 => "not found",
         422 => "unprocessable entity",
         429 => "rate limit exceeded",
         500 => "internal server error",

@@ -9,13 +9,20 @@
 //! - [`fly`]: the Fly Machines API (apps, machines, leases, wait, versions, secrets).
 //! - [`registry`]: an OCI registry.
 //!
+//! Both can echo what a client sent (its `Authorization` header and body) back in an error body
+//! and a header ([`echo`]), for tests that prove no credential comes out of shipit.
+//!
 //! Beside them:
 //!
 //! - [`memory`]: [`MemoryPlatform`], an in-memory platform with native-rollback semantics
 //!   (Railway/Render-like), for the engine's tests.
 //! - [`conformance`]: the checks every platform must pass, over a [`conformance::Harness`].
+//! - [`faults`]: the fault matrix, every HTTP fault against every operation, over the same
+//!   harness.
 
 pub mod conformance;
+pub mod echo;
+pub mod faults;
 pub mod fly;
 pub mod memory;
 mod proxy;

@@ -6,6 +6,10 @@
 //! client's connection with `SO_LINGER` 0, which sends a TCP RST: the client sees "connection
 //! reset by peer" with no response, exactly as when a load balancer drops a connection.
 //!
+//! A response marked with [`CUT_HEADER`]`: N` is relayed without that header and with only the
+//! first N bytes of its body, then the connection is closed: the client sees a body that stops
+//! short of its `Content-Length`, as from a proxy that died mid-answer.
+//!
 //! Each client connection gets its own upstream connection; requests are copied as they come,
 //! responses are read one at a time (status line and headers, then the body by
 //! `Content-Length`, chunked encoding, or until the server closes). Like wiremock's server, the
@@ -23,6 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 /// The response header that tells the proxy to reset the connection instead.
 pub(crate) const RESET_HEADER: &str = "x-shipit-fake-reset";
+/// The response header that tells the proxy to relay only that many bytes of the body, then
+/// close the connection.
+pub(crate) const CUT_HEADER: &str = "x-shipit-fake-cut";
 
 /// A running proxy; stops when dropped.
 pub(crate) struct Proxy {
@@ -132,6 +139,7 @@ async fn responses(from: &mut OwnedReadHalf, to: &mut OwnedWriteHalf) -> Ended {
         if headers.iter().any(|(k, _)| *k == RESET_HEADER) {
             return Ended::Reset;
         }
+        let cut: Option<usize> = headers.iter().find(|(k, _)| *k == CUT_HEADER).and_then(|(_, v)| v.parse().ok());
         let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
             Framing::None
         } else if headers.iter().any(|(k, v)| *k == "transfer-encoding" && v.contains("chunked")) {
@@ -141,6 +149,21 @@ async fn responses(from: &mut OwnedReadHalf, to: &mut OwnedWriteHalf) -> Ended {
         } else {
             Framing::UntilClose
         };
+        if let Some(keep) = cut {
+            // The head without the mark, then the first `keep` bytes of the body, then close.
+            let head = strip_header(buf.get(..head_len).unwrap_or_default(), CUT_HEADER);
+            buf.drain(..head_len);
+            let keep = match framing {
+                Framing::None => 0,
+                Framing::Length(n) => keep.min(n),
+                Framing::Chunked | Framing::UntilClose => keep,
+            };
+            if to.write_all(&head).await.is_ok() {
+                let _ = forward(from, to, &mut buf, keep).await;
+            }
+            let _ = to.flush().await;
+            return Ended::Closed;
+        }
         if !forward(from, to, &mut buf, head_len).await {
             return Ended::Closed;
         }
@@ -222,6 +245,19 @@ async fn fill(from: &mut OwnedReadHalf, buf: &mut Vec<u8>) -> bool {
             true
         }
     }
+}
+
+/// A response head without the lines of header `name` (lower case).
+fn strip_header(head: &[u8], name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len());
+    for line in head.split_inclusive(|b| *b == b'\n') {
+        let text = String::from_utf8_lossy(line).to_ascii_lowercase();
+        if text.split_once(':').is_some_and(|(k, _)| k.trim() == name) {
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+    out
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -49,9 +49,10 @@
 //!
 //! [`RegistryFake::inject_status`] answers the next `times` requests whose path contains a string
 //! with a status (and `Retry-After`), before auth and routing; [`RegistryFake::inject_status_on`]
-//! also filters on the method and lets the first matches through. Every request is recorded
-//! ([`RegistryFake::requests`]) with whether it carried an `Authorization` header and its scheme,
-//! never the credentials themselves, and its body's size.
+//! also filters on the method and lets the first matches through; [`RegistryFake::inject_echo`]
+//! answers with an error that quotes the request's `Authorization` header and body back. Every
+//! request is recorded ([`RegistryFake::requests`]) with whether it carried an `Authorization`
+//! header and its scheme, never the credentials themselves, and its body's size.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -128,6 +129,8 @@ struct Fault {
     status: u16,
     remaining: usize,
     retry_after: Option<Duration>,
+    /// Whether the answer quotes the request's `Authorization` header and body back.
+    echo: bool,
 }
 
 impl Fault {
@@ -387,6 +390,26 @@ impl RegistryFake {
             status,
             remaining: times,
             retry_after,
+            echo: false,
+        });
+    }
+
+    /// Like [`inject_status`](Self::inject_status) for requests that carry an `Authorization`
+    /// header, `HEAD`s excepted (others go through, so a client still gets its 401 challenge and
+    /// fetches a token to be echoed), and the answer quotes the request back: the error's message is
+    /// `echo: Authorization: … body: …` with the header and the body as received (also base64-
+    /// and percent-encoded), and an [`ECHO_HEADER`](crate::echo::ECHO_HEADER) response header
+    /// carries the same (see [`crate::echo`]). For tests that no credential or secret value
+    /// comes out of a client.
+    pub fn inject_echo(&self, path_contains: &str, status: u16, times: usize, retry_after: Option<Duration>) {
+        self.state().faults.push(Fault {
+            method: None,
+            path_contains: path_contains.to_string(),
+            skip: 0,
+            status,
+            remaining: times,
+            retry_after,
+            echo: true,
         });
     }
 
@@ -400,6 +423,7 @@ impl RegistryFake {
             status,
             remaining: times,
             retry_after: None,
+            echo: false,
         });
     }
 
@@ -795,8 +819,10 @@ impl State {
             }
         }
         let mut fired = None;
+        // An echo needs credentials to quote and a body to quote them in.
+        let echoable = request.headers.contains_key("authorization") && request.method != Method::HEAD;
         for (i, fault) in self.faults.iter_mut().enumerate() {
-            if fault.remaining == 0 || !fault.matches(&method, &path) {
+            if fault.remaining == 0 || !fault.matches(&method, &path) || (fault.echo && !echoable) {
                 continue;
             }
             if fault.skip > 0 {
@@ -809,13 +835,20 @@ impl State {
         if let Some(i) = fired {
             let fault = &mut self.faults[i];
             fault.remaining -= 1;
-            let (status, retry_after) = (fault.status, fault.retry_after);
+            let (status, retry_after, echo) = (fault.status, fault.retry_after, fault.echo);
             let code = match status {
                 429 => "TOOMANYREQUESTS",
+                401 => "UNAUTHORIZED",
                 s if s >= 500 => "UNAVAILABLE",
                 _ => "INJECTED",
             };
-            let mut reply = error_response(status, code, "injected by the test");
+            let mut reply = if echo {
+                let auth = request.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                error_response(status, code, &crate::echo::text(auth, &request.body))
+                    .header_str(crate::echo::ECHO_HEADER, &crate::echo::header(auth, &request.body))
+            } else {
+                error_response(status, code, "injected by the test")
+            };
             if let Some(after) = retry_after {
                 reply = reply.header_str("retry-after", &after.as_secs().to_string());
             }

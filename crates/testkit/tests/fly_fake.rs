@@ -374,6 +374,36 @@ async fn a_malformed_fault_applies_the_request_and_answers_an_unparseable_200() 
 }
 
 #[tokio::test]
+async fn a_reset_after_fault_applies_the_request_then_drops_the_connection() {
+    let fake = FlyFake::start().await;
+    let api = Api::new(&fake);
+    fake.inject(Fault::ResetAfter { method: Some("POST".into()), path_contains: "/v1/apps".into(), times: 1 });
+    let body = json!({"app_name": "web", "org_slug": "acme"});
+    let err = api.http.post(format!("{}/apps", api.base)).bearer_auth(TOKEN).json(&body).send().await.unwrap_err();
+    assert!(!err.is_timeout() && !err.is_status(), "a reset, not an answer: {err:?}");
+    assert_eq!(fake.apps(), ["web"], "the create was applied");
+    assert_eq!(fake.faults_left(), 0);
+    let statuses: Vec<u16> = fake.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [0], "recorded like a reset");
+}
+
+#[tokio::test]
+async fn a_cut_body_fault_applies_the_request_and_stops_the_body_short() {
+    let fake = FlyFake::start().await;
+    let api = Api::new(&fake);
+    fake.seed_app("web", "acme");
+    fake.inject(Fault::CutBody { method: Some("GET".into()), path_contains: "/v1/apps/web".into(), times: 1 });
+    let resp = api.http.get(format!("{}/apps/web", api.base)).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "the head arrives");
+    assert!(resp.headers().get("x-shipit-fake-cut").is_none(), "without the proxy's mark");
+    let err = resp.bytes().await.unwrap_err();
+    assert!(err.is_body() || err.is_decode(), "the body stops short: {err:?}");
+    assert_eq!(fake.faults_left(), 0);
+    // The next answer is whole.
+    assert_eq!(api.get("/apps/web").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn a_slow_fault_holds_the_next_answers_past_a_timeout() {
     let fake = FlyFake::start().await;
     let api = Api::new(&fake);

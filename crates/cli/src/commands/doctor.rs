@@ -13,7 +13,9 @@ struct Report {
 }
 
 impl Report {
+    /// One check's line; `text` may quote an error, so it is scrubbed.
     fn line(&mut self, cli: &Cli, ok: Option<bool>, area: &str, text: &str) {
+        let text = &platforms::scrub(text);
         let label = match ok {
             Some(true) => "ok  ",
             Some(false) => "FAIL",

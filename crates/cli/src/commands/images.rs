@@ -46,7 +46,7 @@ pub fn push(cli: &Cli, args: &PushArgs) -> Exit {
     let client = match platforms::resolver() {
         Ok(c) => c,
         Err(e) => {
-            diagnostics::error(cli, &e.to_string(), None);
+            diagnostics::error(cli, &platforms::scrub(&e.to_string()), None);
             return Exit::for_error(e.kind);
         }
     };
@@ -81,7 +81,7 @@ pub fn push(cli: &Cli, args: &PushArgs) -> Exit {
         }
         Err(e) => {
             let e = shipit_core::Error::from(e);
-            diagnostics::error(cli, &e.to_string(), None);
+            diagnostics::error(cli, &platforms::scrub(&e.to_string()), None);
             Exit::for_error(e.kind)
         }
     }
@@ -119,7 +119,7 @@ pub fn tag(cli: &Cli, args: &TagArgs) -> Exit {
     let client = match platforms::resolver() {
         Ok(c) => c,
         Err(e) => {
-            diagnostics::error(cli, &e.to_string(), None);
+            diagnostics::error(cli, &platforms::scrub(&e.to_string()), None);
             return Exit::for_error(e.kind);
         }
     };
@@ -138,7 +138,7 @@ pub fn tag(cli: &Cli, args: &TagArgs) -> Exit {
         }
         Err(e) => {
             let e = shipit_core::Error::from(e);
-            diagnostics::error(cli, &e.to_string(), None);
+            diagnostics::error(cli, &platforms::scrub(&e.to_string()), None);
             Exit::for_error(e.kind)
         }
     }

@@ -23,11 +23,10 @@ pub fn load_manifest(cli: &Cli) -> Result<App, Exit> {
             Err(Exit::BadInput)
         }
         Err(e) => {
-            diagnostics::error(
-                cli,
-                &e.to_string(),
-                Some("pass the manifest with -f PATH, or create one with `shipit init`"),
-            );
+            // The hint about -f only helps when there is no file there.
+            let missing = matches!(&e, LoadError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+            let hint = missing.then_some("pass the manifest with -f PATH, or create one with `shipit init`");
+            diagnostics::error(cli, &e.to_string(), hint);
             Err(Exit::BadInput)
         }
     }

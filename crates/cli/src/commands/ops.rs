@@ -84,7 +84,8 @@ fn verdict(cli: &Cli, out: &Output, result: Result<engine::Summary, Error>) -> E
 }
 
 fn fail(cli: &Cli, e: &Error) -> Exit {
-    diagnostics::error(cli, &e.to_string(), hint(e.kind));
+    // Scrubbed where it was made; once more here, the last line of defence.
+    diagnostics::error(cli, &platforms::scrub(&e.to_string()), hint(e.kind));
     Exit::for_error(e.kind)
 }
 
@@ -102,35 +103,77 @@ fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
     })
 }
 
-/// Cancels `token` on Ctrl-C or SIGTERM (a cancelled CI job).
-fn cancel_on_signals(token: CancellationToken, out: Arc<Output>) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let term = signal(SignalKind::terminate());
-            match term {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
+/// Ctrl-C and SIGTERM (a cancelled CI job): the first asks the rollout to stop between steps
+/// (`soft`); a second one of either kind quits at once (`hard`).
+struct Signals {
+    soft: CancellationToken,
+    hard: CancellationToken,
+}
+
+/// Waits for one Ctrl-C or SIGTERM.
+async fn a_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
                 }
             }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-        out.say("stopping: finishing the current step, releasing locks… (again to quit at once)");
-        token.cancel();
+    }
+    #[cfg(not(unix))]
+    {
         let _ = tokio::signal::ctrl_c().await;
-        eprintln!("quitting at once: leases left behind expire on their own");
-        std::process::exit(130);
+    }
+}
+
+fn on_signals(out: Arc<Output>) -> Signals {
+    let signals = Signals { soft: CancellationToken::new(), hard: CancellationToken::new() };
+    let (soft, hard) = (signals.soft.clone(), signals.hard.clone());
+    tokio::spawn(async move {
+        a_signal().await;
+        out.say("stopping: finishing the current step, releasing locks… (again to quit at once)");
+        soft.cancel();
+        a_signal().await;
+        out.say("quitting at once: releasing the locks still held, then reading what runs");
+        hard.cancel();
     });
+    signals
+}
+
+/// How long a quit-at-once waits for lock releases, and for each status read after them.
+const QUIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs a deploy, promote or rollback; a second signal abandons it, releases what it holds
+/// (within [`QUIT_DEADLINE`]) and reports what runs (exit 130).
+async fn stoppable(
+    cli: &Cli,
+    out: &Output,
+    signals: &Signals,
+    stopped: (&dyn shipit_core::Platform, Target<'_>, &str),
+    names: &[String],
+    run: impl std::future::Future<Output = Result<engine::Summary, Error>>,
+) -> Exit {
+    tokio::select! {
+        r = run => return verdict(cli, out, r),
+        () = signals.hard.cancelled() => {}
+    }
+    // The rollout future is dropped: its locks are being released in the background.
+    shipit_core::shutdown::drain(QUIT_DEADLINE).await;
+    let (platform, target, operation) = stopped;
+    let services = engine::select(target, names).unwrap_or_default();
+    let report = engine::interrupted(platform, target, &services, operation);
+    match tokio::time::timeout(QUIT_DEADLINE, report).await {
+        Ok(summary) => out.summary(&summary),
+        Err(_) => out.say("could not read what runs in time: see `shipit status`"),
+    }
+    Exit::Cancelled
 }
 
 fn git_sha(explicit: Option<&str>) -> Option<String> {
@@ -171,8 +214,8 @@ pub fn deploy(cli: &Cli, args: &DeployArgs) -> Exit {
         Err(e) => return fail(cli, &e),
     };
     rt.block_on(async {
-        let cancel = CancellationToken::new();
-        cancel_on_signals(cancel.clone(), out.clone());
+        let signals = on_signals(out.clone());
+        let cancel = signals.soft.clone();
         let mut opts = DeployOptions::default();
         opts.services = args.services.clone();
         opts.strategy = strategy;
@@ -185,7 +228,8 @@ pub fn deploy(cli: &Cli, args: &DeployArgs) -> Exit {
         opts.cancel = cancel;
         opts.force = args.force;
         let events = out.events();
-        verdict(cli, &out, engine::deploy(platform.as_ref(), &resolver, target, &args.tag, &opts, &events).await)
+        let run = engine::deploy(platform.as_ref(), &resolver, target, &args.tag, &opts, &events);
+        stoppable(cli, &out, &signals, (platform.as_ref(), target, "deploy"), &args.services, run).await
     })
 }
 
@@ -237,8 +281,8 @@ pub fn promote(cli: &Cli, args: &PromoteArgs) -> Exit {
     let out = Output::new(cli);
     let Ok(rt) = runtime() else { return Exit::Failed };
     rt.block_on(async {
-        let cancel = CancellationToken::new();
-        cancel_on_signals(cancel.clone(), out.clone());
+        let signals = on_signals(out.clone());
+        let cancel = signals.soft.clone();
         let mut opts = DeployOptions::default();
         opts.services = args.services.clone();
         opts.wait_timeout = args.wait_timeout.get();
@@ -248,18 +292,14 @@ pub fn promote(cli: &Cli, args: &PromoteArgs) -> Exit {
         opts.force = args.force;
         opts.cancel = cancel;
         let events = out.events();
-        verdict(
-            cli,
-            &out,
-            engine::promote(
-                engine::Side { platform: from_platform.as_ref(), target: from },
-                engine::Side { platform: to_platform.as_ref(), target: to },
-                Some(&registry),
-                &opts,
-                &events,
-            )
-            .await,
-        )
+        let run = engine::promote(
+            engine::Side { platform: from_platform.as_ref(), target: from },
+            engine::Side { platform: to_platform.as_ref(), target: to },
+            Some(&registry),
+            &opts,
+            &events,
+        );
+        stoppable(cli, &out, &signals, (to_platform.as_ref(), to, "promote"), &args.services, run).await
     })
 }
 
@@ -276,8 +316,8 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Exit {
         (None, None) => RollbackTo::Previous,
     };
     rt.block_on(async {
-        let cancel = CancellationToken::new();
-        cancel_on_signals(cancel.clone(), out.clone());
+        let signals = on_signals(out.clone());
+        let cancel = signals.soft.clone();
         let mut opts = DeployOptions::default();
         opts.services = args.services.clone();
         opts.wait_timeout = args.wait_timeout.get();
@@ -285,7 +325,9 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Exit {
         opts.cancel = cancel;
         let registry = platforms::resolver().ok();
         let registry_ref = registry.as_ref().map(|r| r as &dyn shipit_core::ImageRegistry);
-        verdict(cli, &out, engine::rollback(platform.as_ref(), registry_ref, target, &to, &opts, &out.events()).await)
+        let events = out.events();
+        let run = engine::rollback(platform.as_ref(), registry_ref, target, &to, &opts, &events);
+        stoppable(cli, &out, &signals, (platform.as_ref(), target, "rollback"), &args.services, run).await
     })
 }
 
@@ -361,6 +403,10 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> Exit {
                 println!("{:10} {:32} not deployed", s.name, st.platform_name);
                 continue;
             }
+            if st.instances.is_empty() {
+                println!("{:10} {:32} exists, no {}", s.name, st.platform_name, platform.kind().instances_noun());
+                continue;
+            }
             let idle_text = if idle_count > 0 { format!(", {idle_count} stopped by autostop") } else { String::new() };
             println!(
                 "{:10} {:32} {}  release {}  {}/{} healthy{idle_text}",
@@ -433,7 +479,12 @@ pub fn secrets_sync(cli: &Cli, args: &SecretsSyncArgs) -> Exit {
     };
     let Ok(target) = ctx.target() else { return Exit::BadInput };
     rt.block_on(async {
-        let lookup = |name: &str| std::env::var(name).ok().map(SecretString::from);
+        // Each value is known to the process's scrubber before anything is sent.
+        let lookup = |name: &str| {
+            let value = std::env::var(name).ok()?;
+            platforms::keep_secret(&value);
+            Some(SecretString::from(value))
+        };
         match engine::sync_secrets(platform.as_ref(), target, &args.services, lookup).await {
             Ok(done) => {
                 for d in &done {

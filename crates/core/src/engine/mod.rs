@@ -39,7 +39,9 @@ mod restore;
 mod rollback;
 
 pub use options::{DeployOptions, OnFailure};
-pub use report::{Outcome, ServiceReport, ServiceResult, Summary, verdict};
+pub use report::{
+    Outcome, ServiceReport, ServiceResult, Summary, exit_code_for_error, exit_code_for_summary, interrupted, verdict,
+};
 pub use rollback::{RollbackTo, pick_release};
 
 use release::{Images, Run};

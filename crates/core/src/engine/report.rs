@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind};
+use crate::http::Scrubber;
 use crate::model::{PlatformKind, Service};
 use crate::platform::{Platform, ServiceStatus, Target};
 
@@ -96,6 +97,34 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// This summary with every text field scrubbed by `scrubber`, for showing it.
+    pub fn scrubbed(&self, scrubber: &Scrubber) -> Summary {
+        let s = |text: &String| scrubber.scrub(text);
+        let opt = |text: &Option<String>| text.as_ref().map(|t| scrubber.scrub(t));
+        Summary {
+            operation: s(&self.operation),
+            release: s(&self.release),
+            env: s(&self.env),
+            platform: self.platform,
+            outcome: self.outcome,
+            services: self
+                .services
+                .iter()
+                .map(|r| ServiceReport {
+                    service: s(&r.service),
+                    result: r.result,
+                    target_digest: opt(&r.target_digest),
+                    running_digest: opt(&r.running_digest),
+                    running_release: opt(&r.running_release),
+                    running_digests: r.running_digests.iter().map(s).collect(),
+                    status_error: opt(&r.status_error),
+                    error_kind: r.error_kind,
+                    error: opt(&r.error),
+                })
+                .collect(),
+        }
+    }
+
     /// The most telling failure kind, if anything failed.
     pub fn failure_kind(&self) -> Option<ErrorKind> {
         let kinds: Vec<ErrorKind> = self.services.iter().filter_map(|s| s.error_kind).collect();
@@ -184,6 +213,19 @@ impl Report<'_> {
     }
 }
 
+/// The verdict of an operation that was abandoned (told to quit at once): every service
+/// `cancelled`, with what runs now read from the platform. `operation` names what was stopped.
+pub async fn interrupted(
+    platform: &dyn Platform,
+    target: Target<'_>,
+    services: &[&Service],
+    operation: &str,
+) -> Summary {
+    let results: Results = services.iter().map(|s| (s.name.clone(), (ServiceResult::Cancelled, None))).collect();
+    let report = Report { operation, release: String::new(), target, platform, cancelled: true };
+    report.build(services, results, &BTreeMap::new()).await
+}
+
 /// What runs for each service now, or why it could not be read.
 async fn statuses(
     platform: &dyn Platform,
@@ -203,6 +245,50 @@ fn distinct_digests(status: Option<&ServiceStatus>) -> Vec<String> {
     d.sort();
     d.dedup();
     d
+}
+
+/// The process exit code for the verdict of a deploy, promote or rollback: the table of
+/// `docs/cli.md` ("Exit codes"). The CLI's `Exit` names these codes; the fault matrix of the
+/// testkit checks them, so both read this one mapping.
+///
+/// `succeeded` 0, `timed_out` 3, `failed` (not every service put back) 7, `partial` 1,
+/// `cancelled` 130; `nothing_changed` by its cause (5 for a refused token, 6 for a held lock, 4
+/// for bad input or something missing, else 1) and `rolled_back` likewise (5, 6, 4 for bad input,
+/// else 1).
+pub fn exit_code_for_summary(summary: &Summary) -> u8 {
+    match summary.outcome {
+        Outcome::Succeeded => 0,
+        Outcome::TimedOut => 3,
+        Outcome::Failed => 7,
+        Outcome::Partial => 1,
+        Outcome::Cancelled => 130,
+        Outcome::NothingChanged => match summary.failure_kind() {
+            Some(ErrorKind::Unauthorized) => 5,
+            Some(ErrorKind::Conflict) => 6,
+            Some(ErrorKind::InvalidConfig | ErrorKind::Unsupported | ErrorKind::NotFound) => 4,
+            _ => 1,
+        },
+        Outcome::RolledBack => match summary.failure_kind() {
+            Some(ErrorKind::Unauthorized) => 5,
+            Some(ErrorKind::Conflict) => 6,
+            Some(ErrorKind::InvalidConfig | ErrorKind::Unsupported) => 4,
+            _ => 1,
+        },
+    }
+}
+
+/// The process exit code for an error that stopped a command before it changed anything
+/// (`docs/cli.md`, "Exit codes"): 5 unauthorized, 6 conflict, 4 bad input, unsupported or not
+/// found, 3 timeout, 130 cancelled, else 1.
+pub fn exit_code_for_error(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::Unauthorized => 5,
+        ErrorKind::Conflict => 6,
+        ErrorKind::InvalidConfig | ErrorKind::Unsupported | ErrorKind::NotFound => 4,
+        ErrorKind::Timeout => 3,
+        ErrorKind::Cancelled => 130,
+        _ => 1,
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! [`Scrubber`]: secrets out of anything a server sends back, and [`error_body`]: a response
-//! body made short enough for a message.
+//! body made short enough for a message. Where the scrubbers sit is described in
+//! [`crate::http`]'s "Secrets never leave".
 
 use std::fmt;
 
@@ -27,8 +28,10 @@ const FORM: &AsciiSet = &NON_ALPHANUMERIC.remove(b'*').remove(b'-').remove(b'.')
 /// Each secret added is searched for in every form a server may quote it: as is,
 /// percent-encoded (every character, RFC 3986 components, form encoding; upper- and lower-case
 /// hex), base64 (standard and URL-safe, with and without padding, and inside a longer base64
-/// value), and JSON-escaped (serde/Go/Python/PHP styles). Every match becomes [`REDACTED`].
-/// `scheme://user:pass@host` becomes `scheme://***@host` whether or not the password is known.
+/// value), and JSON-escaped (serde/Go/Python/PHP styles), and a JSON-escaped form once more
+/// percent-encoded or base64-encoded (a JSON request body quoted in a URL or in base64). Every
+/// match becomes [`REDACTED`]. `scheme://user:pass@host` becomes `scheme://***@host` whether or
+/// not the password is known.
 ///
 /// Cheap to clone; `Debug` shows only how many forms it holds.
 #[derive(Clone, Default)]
@@ -68,6 +71,47 @@ impl Scrubber {
         self
     }
 
+    /// Adds the credentials in `url`'s userinfo (`scheme://user:pass@host`): the password and
+    /// `user:pass`, as given and percent-decoded; a user without a password is itself the
+    /// credential (`https://TOKEN@host`). Nothing when `url` has no userinfo.
+    pub fn add_url_credentials(&mut self, url: &str) {
+        let Some(userinfo) = userinfo(url) else { return };
+        let decoded = percent_encoding::percent_decode_str(userinfo).decode_utf8_lossy().into_owned();
+        for info in [userinfo.to_string(), decoded] {
+            match info.split_once(':') {
+                Some((_, password)) => {
+                    self.add(password);
+                    self.add(&info);
+                }
+                None => self.add(&info),
+            }
+        }
+    }
+
+    /// This scrubber with the credentials in `url` added ([`add_url_credentials`](Self::add_url_credentials)).
+    pub fn with_url_credentials(mut self, url: &str) -> Self {
+        self.add_url_credentials(url);
+        self
+    }
+
+    /// Adds every secret `other` knows.
+    pub fn extend(&mut self, other: &Scrubber) {
+        if other.forms.is_empty() {
+            return;
+        }
+        let mut forms: Vec<String> =
+            self.forms.iter().chain(&other.forms).map(|f| f.expose_secret().to_string()).collect();
+        forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        forms.dedup();
+        self.forms = forms.into_iter().map(SecretString::from).collect();
+    }
+
+    /// This scrubber with every secret `other` knows added.
+    pub fn merged(mut self, other: &Scrubber) -> Self {
+        self.extend(other);
+        self
+    }
+
     /// This scrubber with every secret of `secrets` added.
     pub fn with_secrets<I, S>(mut self, secrets: I) -> Self
     where
@@ -92,6 +136,28 @@ impl Scrubber {
             if t.contains(form) { t.replace(form, REDACTED) } else { t }
         });
         strip_userinfo(&text)
+    }
+
+    /// Every string in `value` (keys included) scrubbed, in place: for JSON about to be shown.
+    pub fn scrub_json(&self, value: &mut serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => {
+                let clean = self.scrub(s);
+                if clean != *s {
+                    *s = clean;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.scrub_json(v)),
+            Value::Object(map) => {
+                let entries = std::mem::take(map);
+                for (k, mut v) in entries {
+                    self.scrub_json(&mut v);
+                    map.insert(self.scrub(&k), v);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
     }
 
     /// A response body for an error message: decoded (lossily), scrubbed, trimmed, whitespace
@@ -139,12 +205,19 @@ pub fn error_text(text: &str, max_chars: usize) -> String {
     }
 }
 
-/// Every form of `secret` to look for.
+/// Every form of `secret` to look for: as is and JSON-escaped, each also percent-encoded and
+/// base64-encoded.
 fn encodings(secret: &str) -> Vec<String> {
-    let mut forms = vec![secret.to_string()];
-    forms.extend(percent_forms(secret));
-    forms.extend(base64_forms(secret.as_bytes()));
-    forms.extend(json_forms(secret));
+    let mut bases = vec![secret.to_string()];
+    bases.extend(json_forms(secret));
+    bases.sort();
+    bases.dedup();
+    let mut forms = Vec::new();
+    for base in bases {
+        forms.extend(percent_forms(&base));
+        forms.extend(base64_forms(base.as_bytes()));
+        forms.push(base);
+    }
     forms
 }
 
@@ -219,6 +292,21 @@ fn json_forms(secret: &str) -> Vec<String> {
     }
     let php = plain.replace('/', "\\/");
     vec![plain, go, python, php]
+}
+
+/// `url` (or any text) with the userinfo of every URL in it replaced by [`REDACTED`]:
+/// `https://user:pass@host/x` → `https://***@host/x`. How a URL that may carry credentials is
+/// shown.
+pub fn without_userinfo(url: &str) -> String {
+    strip_userinfo(url)
+}
+
+/// The userinfo of `url` (`user:pass` of `scheme://user:pass@host`), if it has one.
+fn userinfo(url: &str) -> Option<&str> {
+    let (_, tail) = url.split_once("://")?;
+    let authority_end = tail.find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace()).unwrap_or(tail.len());
+    let at = tail[..authority_end].rfind('@')?;
+    Some(&tail[..at]).filter(|u| !u.is_empty())
 }
 
 /// `scheme://user:pass@host` → `scheme://***@host`, for every URL in `text`.
@@ -324,6 +412,53 @@ mod tests {
         assert_eq!(s.scrub("see https://ghcr.io/v2/?a=b@c"), "see https://ghcr.io/v2/?a=b@c", "@ after the host");
         assert_eq!(s.scrub("a://x@y and b://u:p@z/"), "a://***@y and b://***@z/");
         assert_eq!(s.scrub("mailto:ops@acme.dev"), "mailto:ops@acme.dev");
+    }
+
+    #[test]
+    fn json_escaped_then_encoded() {
+        // A JSON request body quoted back percent-encoded or in base64: the value is escaped
+        // inside it, so its plain forms are not there.
+        let value = "tok \"quoted\" <x>";
+        let s = Scrubber::new().with_secret(value);
+        let body = serde_json::json!({ "values": { "K": value } }).to_string();
+        let percent = utf8_percent_encode(&body, COMPONENT).to_string();
+        assert!(!s.scrub(&percent).contains("quoted"), "{}", s.scrub(&percent));
+        for engine in [STANDARD, URL_SAFE_NO_PAD] {
+            let b64 = engine.encode(&body);
+            let scrubbed = s.scrub(&b64);
+            assert!(scrubbed.contains(REDACTED), "{scrubbed}");
+            let left = scrubbed.replace(REDACTED, "");
+            assert!(left.len() < b64.len() - 20, "most of it went: {scrubbed}");
+        }
+    }
+
+    #[test]
+    fn url_credentials_become_secrets() {
+        let s = Scrubber::new().with_url_credentials("https://deployer:p%40ss-w0rd-long@api.example.com/v1");
+        assert_eq!(s.scrub("refused p@ss-w0rd-long"), "refused ***");
+        assert_eq!(s.scrub("refused p%40ss-w0rd-long"), "refused ***");
+        let basic = STANDARD.encode("deployer:p@ss-w0rd-long");
+        assert_eq!(s.scrub(&format!("Basic {basic}")), "Basic ***");
+        assert_eq!(s.scrub("user deployer"), "user deployer", "a user with a password is not a secret");
+        let token_only = Scrubber::new().with_url_credentials("https://ghp_tokenvalue123@ghcr.io");
+        assert_eq!(token_only.scrub("x ghp_tokenvalue123 y"), "x *** y");
+        assert!(Scrubber::new().with_url_credentials("https://ghcr.io/v2/?a=b@c").is_empty());
+        assert!(Scrubber::new().with_url_credentials("not a url").is_empty());
+        assert_eq!(without_userinfo("http://u:p@127.0.0.1:9/v1"), "http://***@127.0.0.1:9/v1");
+    }
+
+    #[test]
+    fn merged_and_json() {
+        let a = Scrubber::new().with_secret("first-secret");
+        let b = Scrubber::new().with_secret("second-secret");
+        let both = a.merged(&b).merged(&Scrubber::new());
+        assert_eq!(both.scrub("first-secret second-secret"), "*** ***");
+        let mut v = serde_json::json!({
+            "first-secret": ["x first-secret", 1, null, {"k": "http://u:p@h/"}],
+            "ok": true,
+        });
+        both.scrub_json(&mut v);
+        assert_eq!(v, serde_json::json!({ "***": ["x ***", 1, null, {"k": "http://***@h/"}], "ok": true }));
     }
 
     #[test]

@@ -5,20 +5,25 @@
 //! problem: every problem is collected with its line and column, so one `shipit validate`
 //! shows them all. Environment overrides are merged over the base services on the tree, so an
 //! override that is wrong is reported where it was written.
+//!
+//! Bad input is bounded: the file may be at most [`MAX_MANIFEST_BYTES`], it may declare at most
+//! [`MAX_COMPONENTS`] services and databases and [`MAX_ENVIRONMENTS`] environments, and every
+//! check is linear in the manifest's size (lists are deduplicated with sets, lookups go
+//! through maps), so any input gets an answer, with a line and column, quickly.
 
 mod diag;
 mod read;
 mod tree;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use diag::{Diagnostics, did_you_mean};
-pub use diag::{ManifestErrors, Problem};
-use read::{Fields, quoted_list};
+use diag::Diagnostics;
+pub use diag::{MAX_PROBLEMS, ManifestErrors, Problem};
+use read::{Fields, cut, quoted_list};
 use tree::{Entry, Kind, Node, Span};
 
 use crate::duration::GoDuration;
@@ -44,6 +49,18 @@ const RAILWAY_KEYS: &[&str] = &["project", "name_template"];
 const RENDER_KEYS: &[&str] = &["region", "name_template", "registry_credential", "services"];
 const RENDER_SERVICE_KEYS: &[&str] = &["plan"];
 
+/// The largest manifest that [`load`] and [`parse_bytes`] accept: 1 MiB.
+pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+/// The most services and databases, together, that one manifest may declare.
+pub const MAX_COMPONENTS: usize = 1000;
+/// The most environments that one manifest may declare.
+pub const MAX_ENVIRONMENTS: usize = 100;
+/// The longest `name_template`, in bytes (a platform name has at most 63 characters).
+const MAX_TEMPLATE: usize = 256;
+/// An overridden service is checked again, merged, in each environment that overrides it: all
+/// such services together may hold at most this many values (keys, values and array items).
+pub const MAX_OVERRIDDEN_VALUES: usize = 50_000;
+
 /// Errors from [`load`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -56,29 +73,81 @@ pub enum LoadError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file has problems.
+    /// The file is larger than [`MAX_MANIFEST_BYTES`]; nothing was parsed.
+    #[error("{path} is {}: a manifest may be at most {}", size_text(*size, *limit), bytes_text(*limit))]
+    TooLarge {
+        /// The path as given.
+        path: String,
+        /// The file's size, when known (a pipe is read only up to the limit).
+        size: Option<u64>,
+        /// The limit, [`MAX_MANIFEST_BYTES`].
+        limit: u64,
+    },
+    /// The file has problems (including bytes that are not UTF-8, at their line and column).
     #[error(transparent)]
     Invalid(#[from] ManifestErrors),
 }
 
-/// Reads and validates the manifest at `path`.
+fn bytes_text(n: u64) -> String {
+    if n >= 1024 * 1024 {
+        format!("{:.1} MiB ({n} bytes)", n as f64 / (1024.0 * 1024.0)).replace(".0 MiB", " MiB")
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+fn size_text(size: Option<u64>, limit: u64) -> String {
+    match size {
+        Some(n) => bytes_text(n),
+        None => format!("larger than {}", bytes_text(limit)),
+    }
+}
+
+/// Reads and validates the manifest at `path`: at most [`MAX_MANIFEST_BYTES`] are read.
 pub fn load(path: &Path) -> Result<App, LoadError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: shown.clone(), source })?;
-    Ok(parse(&text, &shown)?)
+    let io = |source| LoadError::Io { path: shown.clone(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let too_large = |size| LoadError::TooLarge { path: shown.clone(), size, limit: MAX_MANIFEST_BYTES };
+    // A regular file's size is known before reading; anything else is read up to the limit + 1.
+    if let Ok(meta) = file.metadata()
+        && meta.is_file()
+        && meta.len() > MAX_MANIFEST_BYTES
+    {
+        return Err(too_large(Some(meta.len())));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(too_large(None));
+    }
+    parse_bytes(&bytes, &shown)
+}
+
+/// Parses and validates the bytes of a manifest, as [`load`] does once it has read the file:
+/// more than [`MAX_MANIFEST_BYTES`] are refused before parsing, and bytes that are not UTF-8
+/// are reported at the line and column of the first bad byte.
+pub fn parse_bytes(bytes: &[u8], file: &str) -> Result<App, LoadError> {
+    let size = bytes.len() as u64;
+    if size > MAX_MANIFEST_BYTES {
+        return Err(LoadError::TooLarge { path: file.to_string(), size: Some(size), limit: MAX_MANIFEST_BYTES });
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(parse(text, file)?),
+        Err(e) => Err(LoadError::Invalid(diag::not_utf8(bytes, &e, file))),
+    }
 }
 
 /// Parses and validates manifest text; `file` is the name used in messages.
+///
+/// Unlike [`parse_bytes`], this does not enforce [`MAX_MANIFEST_BYTES`]; it is linear in the
+/// text's size either way.
 pub fn parse(source: &str, file: &str) -> Result<App, ManifestErrors> {
     let mut d = Diagnostics::new(source);
     let app = parse_inner(source, &mut d);
     match app {
         Some(app) if !d.has_errors() => Ok(app),
-        _ => {
-            let mut problems = d.problems;
-            problems.sort_by_key(|p| (p.line, p.column));
-            Err(ManifestErrors { file: file.to_string(), source_text: Arc::from(source), problems })
-        }
+        _ => Err(d.finish(file)),
     }
 }
 
@@ -111,29 +180,48 @@ fn parse_inner(source: &str, d: &mut Diagnostics<'_>) -> Option<App> {
 
     let registry = parse_registry(d, &root);
 
+    let mut db_entries: &[Entry] = match root.get("databases") {
+        Some(e) => Fields::open(d, &e.node, "databases").map(|f| f.entries()).unwrap_or_default(),
+        None => &[],
+    };
+    let mut service_entries: &[Entry] = match root.get("services") {
+        Some(e) => Fields::open(d, &e.node, "services").map(|f| f.entries()).unwrap_or_default(),
+        None => {
+            d.error(&(0..0), "missing `[services.NAME]`: declare at least one service");
+            &[]
+        }
+    };
+    // Every environment holds every service: the counts are bounded so that the work is too.
+    let components = db_entries.len() + service_entries.len();
+    if components > MAX_COMPONENTS {
+        let keep_dbs = db_entries.len().min(MAX_COMPONENTS);
+        let keep_services = MAX_COMPONENTS - keep_dbs;
+        let first_dropped = db_entries.get(keep_dbs).or_else(|| service_entries.get(keep_services));
+        if let Some(e) = first_dropped {
+            d.error(
+                &e.key_span,
+                format!(
+                    "too many services and databases: {components}; a manifest may declare at most {MAX_COMPONENTS}"
+                ),
+            );
+        }
+        db_entries = db_entries.get(..keep_dbs).unwrap_or_default();
+        service_entries = service_entries.get(..keep_services).unwrap_or_default();
+    }
+
     // Databases first: services refer to them.
     let mut databases = IndexMap::new();
-    if let Some(e) = root.get("databases")
-        && let Some(dbs) = Fields::open(d, &e.node, "databases")
-    {
-        for entry in dbs.entries() {
-            if let Some(db) = parse_database(d, entry) {
-                databases.insert(db.name.clone(), db);
-            }
+    for entry in db_entries {
+        if let Some(db) = parse_database(d, entry) {
+            databases.insert(db.name.clone(), db);
         }
     }
 
-    let service_entries: Vec<&Entry> = match root.get("services") {
-        Some(e) => Fields::open(d, &e.node, "services").map(|f| f.entries().iter().collect()).unwrap_or_default(),
-        None => {
-            d.error(&(0..0), "missing `[services.NAME]`: declare at least one service");
-            Vec::new()
-        }
-    };
-    let names = Names {
-        services: service_entries.iter().map(|e| e.key.as_str()).collect(),
-        databases: databases.keys().map(String::as_str).collect(),
-    };
+    let service_entries: Vec<&Entry> = service_entries.iter().collect();
+    let names = Names::new(
+        service_entries.iter().map(|e| e.key.as_str()).collect(),
+        databases.keys().map(String::as_str).collect(),
+    );
     for e in &service_entries {
         check_name(d, &e.key_span, &format!("services.{}", e.key), &e.key);
         if databases.contains_key(&e.key) {
@@ -149,6 +237,7 @@ fn parse_inner(source: &str, d: &mut Diagnostics<'_>) -> Option<App> {
         }
     }
     check_references(d, &services, &service_entries);
+    let mut base = Base { entries: &service_entries, parsed: &services, values_left: Some(MAX_OVERRIDDEN_VALUES) };
 
     let targets = parse_targets(d, &root, &names);
 
@@ -156,8 +245,19 @@ fn parse_inner(source: &str, d: &mut Diagnostics<'_>) -> Option<App> {
     match root.get("environments") {
         Some(e) => {
             if let Some(envs) = Fields::open(d, &e.node, "environments") {
-                for entry in envs.entries() {
-                    if let Some(env) = parse_environment(d, &ctx, entry, &service_entries) {
+                let mut entries = envs.entries();
+                if let Some(first_dropped) = entries.get(MAX_ENVIRONMENTS) {
+                    d.error(
+                        &first_dropped.key_span,
+                        format!(
+                            "too many environments: {}; a manifest may declare at most {MAX_ENVIRONMENTS}",
+                            entries.len()
+                        ),
+                    );
+                    entries = entries.get(..MAX_ENVIRONMENTS).unwrap_or_default();
+                }
+                for entry in entries {
+                    if let Some(env) = parse_environment(d, &ctx, entry, &mut base) {
                         environments.insert(env.name.clone(), env);
                     }
                 }
@@ -177,9 +277,43 @@ fn parse_inner(source: &str, d: &mut Diagnostics<'_>) -> Option<App> {
     Some(app)
 }
 
+/// The names of the services and databases, in manifest order and as sets.
 struct Names<'a> {
     services: Vec<&'a str>,
-    databases: Vec<&'a str>,
+    /// The databases, then the services.
+    all: Vec<&'a str>,
+    service_set: HashSet<&'a str>,
+    database_set: HashSet<&'a str>,
+}
+
+impl<'a> Names<'a> {
+    fn new(services: Vec<&'a str>, databases: Vec<&'a str>) -> Self {
+        let service_set = services.iter().copied().collect();
+        let database_set = databases.iter().copied().collect();
+        let all = databases.into_iter().chain(services.iter().copied()).collect();
+        Self { services, all, service_set, database_set }
+    }
+
+    fn is_service(&self, name: &str) -> bool {
+        self.service_set.contains(name)
+    }
+
+    fn is_database(&self, name: &str) -> bool {
+        self.database_set.contains(name)
+    }
+}
+
+/// The base services: their tables and what parsing them gave.
+struct Base<'a> {
+    entries: &'a [&'a Entry],
+    parsed: &'a IndexMap<String, Service>,
+    /// What is left of [`MAX_OVERRIDDEN_VALUES`]; `None` once it ran out (and was reported).
+    values_left: Option<usize>,
+}
+
+/// "twice", "3 times"…
+fn times(n: usize) -> String {
+    if n == 2 { "twice".to_string() } else { format!("{n} times") }
 }
 
 struct ServiceCtx<'a> {
@@ -445,18 +579,33 @@ fn valid_env_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// Where each variable was first defined, and the names defined more than once.
+#[derive(Default)]
+struct Defined {
+    first: HashMap<String, Span>,
+    /// Invalid names already reported.
+    invalid: HashSet<String>,
+    /// Per repeated name: the table of its second definition, its span, and how many times.
+    repeated: IndexMap<String, (String, Span, usize)>,
+}
+
 fn parse_env_vars(d: &mut Diagnostics<'_>, f: &Fields<'_>, names: &Names<'_>) -> Option<BTreeMap<String, EnvValue>> {
     let mut env = BTreeMap::new();
+    let mut defined = Defined::default();
     let mut ok = true;
     let mut define = |d: &mut Diagnostics<'_>, key: &str, span: &Span, value: EnvValue, path: &str| {
         if !valid_env_name(key) {
-            d.error(span, format!("`{path}`: {key:?} is not a valid variable name: expected uppercase letters, digits and `_`, not starting with a digit"));
+            if defined.invalid.insert(key.to_string()) {
+                d.error(span, format!("`{path}`: {:?} is not a valid variable name: expected uppercase letters, digits and `_`, not starting with a digit", cut(key, 64)));
+            }
             return false;
         }
         if env.contains_key(key) {
-            d.error(span, format!("`{path}`: {key} is defined twice (in `env`, `secrets` or `env_from`)"));
+            // Reported once per name, after all tables are read.
+            defined.repeated.entry(key.to_string()).or_insert_with(|| (path.to_string(), span.clone(), 1)).2 += 1;
             return false;
         }
+        defined.first.insert(key.to_string(), span.clone());
         env.insert(key.to_string(), value);
         true
     };
@@ -466,6 +615,7 @@ fn parse_env_vars(d: &mut Diagnostics<'_>, f: &Fields<'_>, names: &Names<'_>) ->
         if let Some(vars) = Fields::open(d, &e.node, &path) {
             for v in vars.entries() {
                 let vpath = format!("{path}.{}", v.key);
+                mask_env_value(d, v);
                 let (value, marked_plain) = match &v.node.kind {
                     Kind::String(s) => (Some(s.clone()), false),
                     Kind::Integer(i) => (Some(i.to_string()), false),
@@ -557,7 +707,13 @@ fn parse_env_vars(d: &mut Diagnostics<'_>, f: &Fields<'_>, names: &Names<'_>) ->
                         ok = false;
                         continue;
                     };
-                    match parse_reference(d, names, text, &r.node.span, &rpath) {
+                    // A secret pasted here instead of a reference is not repeated either.
+                    let known = text.split_once('.').is_some_and(|(t, _)| names.is_database(t) || names.is_service(t));
+                    let hide = looks_secret(&r.key) && !known;
+                    if hide {
+                        d.mask(&r.node.span);
+                    }
+                    match parse_reference(d, names, text, hide, &r.node.span, &rpath) {
                         Some(reference) => ok &= define(d, &r.key, &r.key_span, EnvValue::From(reference), &path),
                         None => ok = false,
                     }
@@ -566,31 +722,64 @@ fn parse_env_vars(d: &mut Diagnostics<'_>, f: &Fields<'_>, names: &Names<'_>) ->
             None => ok = false,
         }
     }
+    for (key, (path, span, n)) in &defined.repeated {
+        let first = defined.first.get(key).map_or_else(String::new, |s| format!("; first at {}", d.position(s.start)));
+        d.error(span, format!("`{path}`: {key} is defined {} (in `env`, `secrets` or `env_from`{first})", times(*n)));
+    }
     ok.then_some(env)
 }
 
+/// Masks the value of `v` in snippets when it is a secret: its name looks secret and it is
+/// not marked `secret = false`, or it is marked `secret = true`.
+fn mask_env_value(d: &mut Diagnostics<'_>, v: &Entry) {
+    let (marked, span) = match &v.node.kind {
+        Kind::Table(entries) => {
+            let marked = entries.iter().find(|e| e.key == "secret").and_then(|e| match e.node.kind {
+                Kind::Boolean(b) => Some(b),
+                _ => None,
+            });
+            (marked, entries.iter().find(|e| e.key == "value").map(|e| &e.node.span))
+        }
+        _ => (None, Some(&v.node.span)),
+    };
+    if let Some(span) = span
+        && (marked == Some(true) || (marked.is_none() && looks_secret(&v.key)))
+    {
+        d.mask(span);
+    }
+}
+
+/// Reads `text` as `<target>.<property>`; with `hide`, messages do not repeat it.
 fn parse_reference(
     d: &mut Diagnostics<'_>,
     names: &Names<'_>,
     text: &str,
+    hide: bool,
     span: &Span,
     path: &str,
 ) -> Option<Reference> {
     let Some((target, prop)) = text.split_once('.') else {
-        d.error(span, format!("`{path}` must be `<database>.<property>` or `<service>.<property>`, like \"db.connection_string\", found {text:?}"));
+        let found =
+            if hide { "a value that is not shown, as the name looks secret".to_string() } else { format!("{text:?}") };
+        d.error(span, format!("`{path}` must be `<database>.<property>` or `<service>.<property>`, like \"db.connection_string\", found {found}"));
         return None;
     };
-    let (kind, allowed) = if names.databases.contains(&target) {
+    let (kind, allowed) = if names.is_database(target) {
         (ReferenceKind::Database, Property::DATABASE)
-    } else if names.services.contains(&target) {
+    } else if names.is_service(target) {
         (ReferenceKind::Service, Property::SERVICE)
     } else {
-        let all: Vec<&str> = names.databases.iter().chain(names.services.iter()).copied().collect();
+        let shown = if hide {
+            "a name that is not shown, as the variable looks secret".to_string()
+        } else {
+            format!("{:?}", cut(target, 64))
+        };
         let msg = format!(
-            "`{path}` refers to {target:?}, which is neither a database nor a service (known: {})",
-            quoted_list(&all)
+            "`{path}` refers to {shown}, which is neither a database nor a service (known: {})",
+            quoted_list(&names.all)
         );
-        match did_you_mean(target, &all) {
+        let suggestion = if hide { None } else { d.did_you_mean(target, &names.all) };
+        match suggestion {
             Some(m) => d.error_help(span, msg, format!("did you mean `{m}`?")),
             None => d.error(span, msg),
         }
@@ -604,7 +793,7 @@ fn parse_reference(
         Some(property) => Some(Reference { target: target.to_string(), kind, property }),
         None => {
             let msg = format!("`{path}`: a {what} has no property {prop:?}; expected one of {}", quoted_list(allowed));
-            match did_you_mean(prop, allowed) {
+            match d.did_you_mean(prop, allowed) {
                 Some(m) => d.error_help(span, msg, format!("did you mean `{target}.{m}`?")),
                 None => d.error(span, msg),
             }
@@ -615,22 +804,26 @@ fn parse_reference(
 
 /// References to another service's `url` need that service to have a port.
 fn check_references(d: &mut Diagnostics<'_>, services: &IndexMap<String, Service>, entries: &[&Entry]) {
+    let by_name: HashMap<&str, &Entry> = entries.iter().map(|e| (e.key.as_str(), *e)).collect();
     for s in services.values() {
+        // The spans of this service's `env_from` entries, looked up once.
+        let mut spans: Option<HashMap<&str, &Span>> = None;
         for (var, value) in &s.env {
             let EnvValue::From(r) = value else { continue };
             if r.kind != ReferenceKind::Service {
                 continue;
             }
             let Some(target) = services.get(&r.target) else { continue };
-            let span = entries
-                .iter()
-                .find(|e| e.key == s.name)
-                .and_then(|e| e.node.entries())
-                .and_then(|es| es.iter().find(|e| e.key == "env_from"))
-                .and_then(|e| e.node.entries())
-                .and_then(|es| es.iter().find(|e| &e.key == var))
-                .map(|e| e.node.span.clone())
-                .unwrap_or_default();
+            let spans = spans.get_or_insert_with(|| {
+                by_name
+                    .get(s.name.as_str())
+                    .and_then(|e| e.node.entries())
+                    .and_then(|es| es.iter().find(|e| e.key == "env_from"))
+                    .and_then(|e| e.node.entries())
+                    .map(|es| es.iter().map(|e| (e.key.as_str(), &e.node.span)).collect())
+                    .unwrap_or_default()
+            });
+            let span = spans.get(var.as_str()).map(|s| (*s).clone()).unwrap_or_default();
             if target.port.is_none() {
                 d.error(
                     &span,
@@ -715,7 +908,7 @@ fn parse_environment(
     d: &mut Diagnostics<'_>,
     ctx: &ServiceCtx<'_>,
     entry: &Entry,
-    services: &[&Entry],
+    base: &mut Base<'_>,
 ) -> Option<Environment> {
     let path = format!("environments.{}", entry.key);
     check_name(d, &entry.key_span, &path, &entry.key);
@@ -727,17 +920,7 @@ fn parse_environment(
     let regions: Vec<String> = match f.get("regions") {
         Some(e) => {
             let list = f.strings(d, "regions", "an array of region names like [\"iad\", \"fra\"]")?;
-            let mut seen = BTreeSet::new();
-            for (r, span) in &list {
-                if r.is_empty() || !r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-                    d.error(
-                        span,
-                        format!("`{path}.regions`: {r:?} is not a region name (lowercase letters, digits, dashes)"),
-                    );
-                } else if !seen.insert(*r) {
-                    d.error(span, format!("`{path}.regions`: {r:?} is listed twice"));
-                }
-            }
+            check_regions(d, &path, &list);
             if list.is_empty() {
                 d.error(
                     &e.node.span,
@@ -753,42 +936,95 @@ fn parse_environment(
         None => None,
     };
 
-    let overrides: Vec<&Entry> = match f.get("services") {
-        Some(e) => Fields::open(d, &e.node, &format!("{path}.services"))?.entries().iter().collect(),
-        None => Vec::new(),
+    let overrides: &[Entry] = match f.get("services") {
+        Some(e) => Fields::open(d, &e.node, &format!("{path}.services"))?.entries(),
+        None => &[],
     };
-    let known: Vec<&str> = services.iter().map(|e| e.key.as_str()).collect();
-    for o in &overrides {
-        if !known.contains(&o.key.as_str()) {
+    let known: Vec<&str> = base.entries.iter().map(|e| e.key.as_str()).collect();
+    let known_set: HashSet<&str> = known.iter().copied().collect();
+    for o in overrides {
+        if !known_set.contains(o.key.as_str()) {
             let msg = format!(
                 "`{path}.services.{}` overrides a service that does not exist (services: {})",
                 o.key,
                 quoted_list(&known)
             );
-            match did_you_mean(&o.key, &known) {
+            match d.did_you_mean(&o.key, &known) {
                 Some(m) => d.error_help(&o.key_span, msg, format!("did you mean `{m}`?")),
                 None => d.error(&o.key_span, msg),
             }
         }
     }
+    let by_name: HashMap<&str, &Entry> = overrides.iter().map(|o| (o.key.as_str(), o)).collect();
     let mut merged = IndexMap::new();
-    for s in services {
-        let mut node = s.node.clone();
-        if let Some(o) = overrides.iter().find(|o| o.key == s.key) {
-            if o.node.entries().is_none() {
-                d.error(
-                    &o.node.span,
-                    format!("`{path}.services.{}` must be a table, found {}", o.key, o.node.type_name()),
-                );
-                continue;
+    for s in base.entries {
+        let Some(o) = by_name.get(s.key.as_str()) else {
+            // Not overridden: the same as the base service, already read (and reported).
+            if let Some(svc) = base.parsed.get(&s.key) {
+                merged.insert(svc.name.clone(), svc.clone());
             }
-            node.merge(&o.node);
+            continue;
+        };
+        if o.node.entries().is_none() {
+            d.error(&o.node.span, format!("`{path}.services.{}` must be a table, found {}", o.key, o.node.type_name()));
+            continue;
         }
+        // Checking a merged service costs its size again: bounded for the whole manifest.
+        let Some(left) = base.values_left else { continue };
+        let values = s.node.size() + o.node.size();
+        if values > left {
+            base.values_left = None;
+            d.error(
+                &o.key_span,
+                format!("`{path}.services.{}`: too many overridden values: the services that environments override are checked again in each of them, and may hold at most {MAX_OVERRIDDEN_VALUES} values together", o.key),
+            );
+            continue;
+        }
+        base.values_left = Some(left - values);
+        let mut node = s.node.clone();
+        node.merge(&o.node);
         if let Some(svc) = parse_service(d, ctx, &s.key, &node, &format!("services.{}", s.key), &s.key_span) {
             merged.insert(svc.name.clone(), svc);
         }
     }
     Some(Environment { name: entry.key.clone(), target, regions, strategy, services: merged })
+}
+
+/// Each region must be a region name, listed once. One problem per distinct bad or repeated
+/// value: a bad one where it is first written, a repeated one where it is repeated first.
+fn check_regions(d: &mut Diagnostics<'_>, path: &str, list: &[(&str, Span)]) {
+    let is_region =
+        |r: &str| !r.is_empty() && r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    // Per distinct value: its first span, the span of its first repeat, and its count.
+    let mut seen: IndexMap<&str, (&Span, Option<&Span>, usize)> = IndexMap::new();
+    for (r, span) in list {
+        match seen.get_mut(r) {
+            Some((_, repeat, n)) => {
+                repeat.get_or_insert(span);
+                *n += 1;
+            }
+            None => {
+                if !is_region(r) {
+                    d.error(
+                        span,
+                        format!(
+                            "`{path}.regions`: {:?} is not a region name (lowercase letters, digits, dashes)",
+                            cut(r, 64)
+                        ),
+                    );
+                }
+                seen.insert(r, (span, None, 1));
+            }
+        }
+    }
+    for (r, (first, repeat, n)) in seen {
+        if let Some(repeat) = repeat
+            && is_region(r)
+        {
+            let at = d.position(first.start);
+            d.error(repeat, format!("`{path}.regions`: {:?} is listed {} (first at {at})", cut(r, 64), times(n)));
+        }
+    }
 }
 
 fn parse_targets(d: &mut Diagnostics<'_>, root: &Fields<'_>, names: &Names<'_>) -> Targets {
@@ -815,6 +1051,10 @@ fn parse_targets(d: &mut Diagnostics<'_>, root: &Fields<'_>, names: &Names<'_>) 
     let template = |d: &mut Diagnostics<'_>, f: &Fields<'_>| -> Option<NameTemplate> {
         let text = f.string(d, "name_template", "a template like \"{app}-{service}-{env}\"")?;
         let span = f.get("name_template").map(|e| e.node.span.clone()).unwrap_or_default();
+        if text.len() > MAX_TEMPLATE {
+            d.error(&span, format!("`{}.name_template` is too long: at most {MAX_TEMPLATE} bytes", f.path));
+            return None;
+        }
         let mut rest = text;
         while let Some(open) = rest.find('{') {
             let after = &rest[open + 1..];
@@ -875,9 +1115,9 @@ fn parse_targets(d: &mut Diagnostics<'_>, root: &Fields<'_>, names: &Names<'_>) 
         {
             for s in svcs.entries() {
                 let spath = format!("targets.render.services.{}", s.key);
-                if !names.services.contains(&s.key.as_str()) {
+                if !names.is_service(&s.key) {
                     let msg = format!("`{spath}` names a service that does not exist");
-                    match did_you_mean(&s.key, &names.services) {
+                    match d.did_you_mean(&s.key, &names.services) {
                         Some(m) => d.error_help(&s.key_span, msg, format!("did you mean `{m}`?")),
                         None => d.error(&s.key_span, msg),
                     }
@@ -894,7 +1134,13 @@ fn parse_targets(d: &mut Diagnostics<'_>, root: &Fields<'_>, names: &Names<'_>) 
     t
 }
 
-/// Every platform name a template yields must be valid and unique.
+/// Every platform name a template yields must be valid. Components and environments whose own
+/// names are invalid were reported already and are left out.
+///
+/// The names are not all built: every template contains `{service}`, so distinct components get
+/// distinct names in one environment, and since every name filled in is valid, a well-formed
+/// template (see [`TemplateShape`]) yields a valid name exactly when it is short enough. Only the
+/// other names are built and checked, so the work per (component, environment) is constant.
 fn check_platform_names(d: &mut Diagnostics<'_>, app: &App, root: &Fields<'_>) {
     let span_of = |platform: PlatformKind| {
         root.get("targets")
@@ -904,21 +1150,82 @@ fn check_platform_names(d: &mut Diagnostics<'_>, app: &App, root: &Fields<'_>) {
             .and_then(|es| es.iter().find(|e| e.key == "name_template"))
             .map_or(0..0, |e| e.node.span.clone())
     };
-    let components: BTreeSet<&str> = app.services.keys().chain(app.databases.keys()).map(String::as_str).collect();
+    let components: BTreeSet<&str> =
+        app.services.keys().chain(app.databases.keys()).map(String::as_str).filter(|c| is_valid_name(c)).collect();
+    let envs: Vec<&str> = app.environments.keys().map(String::as_str).filter(|e| is_valid_name(e)).collect();
     for platform in PlatformKind::ALL {
-        for env in app.environments.keys() {
-            let mut seen = BTreeMap::new();
+        let span = span_of(platform);
+        let shape = TemplateShape::of(&app.targets.name_template(platform).0);
+        // Without {env}, every environment gets the same names: the first stands for all.
+        let envs = if shape.env == 0 { envs.get(..1).unwrap_or_default() } else { &envs[..] };
+        for env in envs {
             for c in &components {
+                if d.is_full() {
+                    return;
+                }
+                let len = shape.literal + shape.app * app.name.len() + shape.service * c.len() + shape.env * env.len();
+                if shape.well_formed && len <= 63 {
+                    continue;
+                }
                 let name = app.platform_name(platform, c, env);
                 if !is_valid_name(&name) {
-                    d.error(&span_of(platform), format!("the {platform} name of `{c}` in `{env}` would be {name:?}: names must be lowercase letters, digits and dashes, starting with a letter, at most 63"));
-                } else if let Some(other) = seen.insert(name.clone(), *c) {
-                    d.error(
-                        &span_of(platform),
-                        format!("`{other}` and `{c}` would both be named {name:?} on {platform} in `{env}`"),
-                    );
+                    d.error(&span, format!("the {platform} name of `{c}` in `{env}` would be {name:?}: names must be lowercase letters, digits and dashes, starting with a letter, at most 63"));
                 }
             }
         }
+    }
+}
+
+/// What a name template is made of.
+struct TemplateShape {
+    /// Bytes outside placeholders.
+    literal: usize,
+    /// How often each placeholder appears.
+    app: usize,
+    service: usize,
+    env: usize,
+    /// Its text outside placeholders is lowercase letters, digits and dashes, it starts with a
+    /// placeholder or a letter, and it ends with a placeholder or not with a dash: filled with
+    /// valid names, it yields a valid name of the right length.
+    well_formed: bool,
+}
+
+impl TemplateShape {
+    fn of(template: &str) -> Self {
+        let mut shape = Self { literal: 0, app: 0, service: 0, env: 0, well_formed: true };
+        let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        let mut rest = template;
+        let mut first = true;
+        let mut last_literal: Option<char> = None;
+        while !rest.is_empty() {
+            let open = rest.find('{').unwrap_or(rest.len());
+            let (text, after) = rest.split_at(open);
+            if let Some(c) = text.chars().next()
+                && first
+                && !c.is_ascii_lowercase()
+            {
+                shape.well_formed = false;
+            }
+            shape.well_formed &= text.chars().all(valid);
+            shape.literal += text.len();
+            if !text.is_empty() {
+                last_literal = text.chars().last();
+            }
+            first = false;
+            let Some(close) = after.find('}') else {
+                shape.well_formed &= after.is_empty();
+                break;
+            };
+            match after.get(1..close) {
+                Some("app") => shape.app += 1,
+                Some("service") => shape.service += 1,
+                Some("env") => shape.env += 1,
+                _ => shape.well_formed = false,
+            }
+            last_literal = None;
+            rest = after.get(close + 1..).unwrap_or_default();
+        }
+        shape.well_formed &= last_literal != Some('-') && shape.service > 0;
+        shape
     }
 }

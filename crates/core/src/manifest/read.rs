@@ -1,6 +1,6 @@
 //! Typed readers over the spanned tree that report problems instead of stopping at the first.
 
-use super::diag::{Diagnostics, did_you_mean};
+use super::diag::Diagnostics;
 use super::tree::{Entry, Kind, Node, Span};
 use crate::duration::GoDuration;
 
@@ -118,7 +118,7 @@ impl<'n> Fields<'n> {
         }
         let span = self.get(key).map(|e| e.node.span.clone()).unwrap_or_default();
         let msg = format!("`{}` must be {expected}, found {text:?}", self.child_path(key));
-        match did_you_mean(text, choices) {
+        match d.did_you_mean(text, choices) {
             Some(m) => d.error_help(&span, msg, format!("did you mean {m:?}?")),
             None => d.error(&span, msg),
         }
@@ -160,12 +160,35 @@ impl<'n> Fields<'n> {
 fn unknown_key(d: &mut Diagnostics<'_>, e: &Entry, path: &str, allowed: &[&str]) {
     let place = if path.is_empty() { "at the top level".to_string() } else { format!("in `{path}`") };
     let msg = format!("unknown key `{}` {place}; expected one of {}", e.key, quoted_list(allowed));
-    match did_you_mean(&e.key, allowed) {
+    match d.did_you_mean(&e.key, allowed) {
         Some(m) => d.error_help(&e.key_span, msg, format!("did you mean `{m}`?")),
         None => d.error(&e.key_span, msg),
     }
 }
 
+/// Items listed in a message before "and N more".
+const MAX_LISTED: usize = 20;
+/// Bytes of one listed item before it is cut with "…".
+const MAX_ITEM: usize = 64;
+
+/// `a`, `b`, `c`: at most [`MAX_LISTED`] items, each cut to [`MAX_ITEM`] bytes.
 pub(crate) fn quoted_list(items: &[&str]) -> String {
-    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    let mut out =
+        items.iter().take(MAX_LISTED).map(|i| format!("`{}`", cut(i, MAX_ITEM))).collect::<Vec<_>>().join(", ");
+    if items.len() > MAX_LISTED {
+        out.push_str(&format!(" and {} more", items.len() - MAX_LISTED));
+    }
+    out
+}
+
+/// `s` cut to at most `max` bytes (on a character boundary), with "…" when cut.
+pub(crate) fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", s.get(..end).unwrap_or_default()).into()
 }

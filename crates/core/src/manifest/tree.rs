@@ -5,6 +5,7 @@
 //! tree is one uniform shape that keeps the span of every key and value, so that a merged
 //! override still points at the line where it was written.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use toml_edit::{Item, Table, Value};
@@ -59,17 +60,31 @@ impl Node {
         }
     }
 
+    /// How many values this is: itself, and every key, value and item within.
+    pub(crate) fn size(&self) -> usize {
+        1 + match &self.kind {
+            Kind::Table(entries) => entries.iter().map(|e| e.node.size()).sum(),
+            Kind::Array(items) => items.iter().map(Node::size).sum(),
+            _ => 0,
+        }
+    }
+
     /// Merges `over` into `self`: tables merge key by key, anything else is replaced.
     pub(crate) fn merge(&mut self, over: &Node) {
         match (&mut self.kind, &over.kind) {
             (Kind::Table(base), Kind::Table(overrides)) => {
+                // Indexed by key: merging many keys over many keys stays linear.
+                let mut at: HashMap<String, usize> = base.iter().enumerate().map(|(i, b)| (b.key.clone(), i)).collect();
                 for o in overrides {
-                    match base.iter_mut().find(|b| b.key == o.key) {
+                    match at.get(&o.key).and_then(|i| base.get_mut(*i)) {
                         Some(b) => {
                             b.node.merge(&o.node);
                             b.key_span = o.key_span.clone();
                         }
-                        None => base.push(o.clone()),
+                        None => {
+                            at.insert(o.key.clone(), base.len());
+                            base.push(o.clone());
+                        }
                     }
                 }
             }
