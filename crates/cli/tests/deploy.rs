@@ -359,3 +359,21 @@ async fn status_of_an_app_with_no_machines_says_so() {
     assert!(api.contains("exists, no machines"), "{stdout}");
     assert!(!stdout.contains("mixed digests"), "{stdout}");
 }
+
+/// Platform data printed in human form goes through the scrubber too: a token quoted back in a
+/// machine's metadata never reaches the terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn human_status_and_releases_never_print_the_token() {
+    let w = World::new().await;
+    w.fly.seed_app("forgestack-api-staging", "acme");
+    let config = serde_json::json!({
+        "image": format!("ghcr.io/acme/forgestack-api@sha256:{}", "a".repeat(64)),
+        "metadata": { "shipit_release": format!("echo-{}", FlyFake::TOKEN), "fly_process_group": "app" },
+    });
+    w.fly.seed_machine("forgestack-api-staging", "iad", config);
+    for cmd in [["status", "--env", "staging"], ["releases", "--env", "staging"]] {
+        let (_, stdout, stderr) = output(w.shipit().args(cmd));
+        assert!(stdout.contains("echo-"), "{cmd:?}: the release is shown: {stdout}");
+        assert!(!stdout.contains(FlyFake::TOKEN) && !stderr.contains(FlyFake::TOKEN), "{cmd:?}: {stdout}\n{stderr}");
+    }
+}

@@ -113,6 +113,7 @@ impl<'a> Job<'a> {
 }
 
 /// What each machine should run.
+#[derive(Clone)]
 pub(crate) struct Desired {
     /// The config for machines not in `exact` (merged over their live config) and for new ones.
     pub config: Value,
@@ -223,11 +224,20 @@ async fn locked(
             ));
         }
     }
+    let refreshed;
+    let mut desired = desired;
     if let Some(point) = point
         && restore::changed_since(point, &machines)
     {
         job.events.step(&job.service.name, "what runs changed while waiting for the lock: read it again");
         *point = restore::point_of(job.service, &machines);
+        // Failures another deploy recorded meanwhile are carried forward too.
+        let mut failed = machine::failed_ids(&desired.config);
+        for id in restore::failed_list(&machines, None) {
+            machine::push_failed(&mut failed, &id);
+        }
+        refreshed = Desired { config: restore::with_failed(&desired.config, &failed), ..desired.clone() };
+        desired = &refreshed;
     }
     let stale: Vec<&Machine> = machines.iter().filter(|m| !desired.satisfied(m)).collect();
     let missing = desired.missing(&machines);

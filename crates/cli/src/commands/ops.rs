@@ -16,6 +16,14 @@ use crate::exit::Exit;
 use crate::output::Output;
 use crate::platforms;
 
+/// `println!` for platform data on stdout, through the process's scrubber: what a platform
+/// answers (names, releases, plan values) can quote a token or a secret back.
+macro_rules! show {
+    ($($arg:tt)*) => {
+        println!("{}", crate::platforms::scrub(&format!($($arg)*)))
+    };
+}
+
 /// The manifest, the environment and the platform a command works on.
 struct Context {
     app: App,
@@ -354,12 +362,12 @@ pub fn releases(cli: &Cli, args: &ReleasesArgs) -> Exit {
                 }
                 continue;
             }
-            println!("{} ({})", s.name, target.platform_name(ctx.kind, &s.name));
+            show!("{} ({})", s.name, target.platform_name(ctx.kind, &s.name));
             if releases.is_empty() {
-                println!("  no releases");
+                show!("  no releases");
             }
             for r in &releases {
-                println!(
+                show!(
                     "  {:32}  {:11}  {:20}  sha {:8}  {}",
                     r.id,
                     format!("{:?}", r.status).to_lowercase(),
@@ -400,15 +408,15 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> Exit {
                 continue;
             }
             if !st.exists {
-                println!("{:10} {:32} not deployed", s.name, st.platform_name);
+                show!("{:10} {:32} not deployed", s.name, st.platform_name);
                 continue;
             }
             if st.instances.is_empty() {
-                println!("{:10} {:32} exists, no {}", s.name, st.platform_name, platform.kind().instances_noun());
+                show!("{:10} {:32} exists, no {}", s.name, st.platform_name, platform.kind().instances_noun());
                 continue;
             }
             let idle_text = if idle_count > 0 { format!(", {idle_count} stopped by autostop") } else { String::new() };
-            println!(
+            show!(
                 "{:10} {:32} {}  release {}  {}/{} healthy{idle_text}",
                 s.name,
                 st.platform_name,
@@ -452,14 +460,14 @@ pub fn plan(cli: &Cli, args: &PlanArgs) -> Exit {
                 continue;
             }
             if p.create {
-                println!("+ {} ({}): will be created", p.service, p.platform_name);
+                show!("+ {} ({}): will be created", p.service, p.platform_name);
             } else if p.changes.is_empty() {
-                println!("  {} ({}): no changes", p.service, p.platform_name);
+                show!("  {} ({}): no changes", p.service, p.platform_name);
             } else {
-                println!("~ {} ({}):", p.service, p.platform_name);
+                show!("~ {} ({}):", p.service, p.platform_name);
             }
             for c in &p.changes {
-                println!(
+                show!(
                     "    {}: {} -> {}",
                     c.field,
                     c.live.as_deref().unwrap_or("(none)"),
@@ -492,7 +500,7 @@ pub fn secrets_sync(cli: &Cli, args: &SecretsSyncArgs) -> Exit {
                         out.json_line(&serde_json::to_value(d).unwrap_or_default());
                     } else {
                         let version = d.version.map(|v| format!(" (secrets version {v})")).unwrap_or_default();
-                        println!("{}: set {}{version}", d.service, d.names.join(", "));
+                        show!("{}: set {}{version}", d.service, d.names.join(", "));
                     }
                 }
                 if done.is_empty() {
