@@ -246,26 +246,8 @@ async fn sigterm_stops_cleanly_with_leases_released() {
         path_contains: "/machines/".to_string(),
         delay: std::time::Duration::from_millis(150),
     });
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("shipit"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("FLY_API_TOKEN", FlyFake::TOKEN)
-        .env("SHIPIT_FLY_API_URL", w.fly.uri())
-        .env("SHIPIT_FLY_POLL_INTERVAL", "10ms")
-        .env("SHIPIT_INSECURE_REGISTRIES", w.registry.host())
-        .arg("-f")
-        .arg(w.manifest())
-        .args(["deploy", "--env", "staging", "--tag", "v2", "--service", "api", "--strategy", "rolling"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // wait until the rollout holds a lease, then send SIGTERM as a cancelled CI job would
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while w.fly.leases_held().is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(!w.fly.leases_held().is_empty(), "the rollout started");
+    let child = deploy_holding_a_lease(&w, &["--strategy", "rolling"]).await;
     let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
@@ -312,25 +294,7 @@ async fn a_second_signal_quits_at_once_with_leases_released() {
             path_contains: "/machines/".to_string(),
             delay: std::time::Duration::from_millis(150),
         });
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("shipit"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("FLY_API_TOKEN", FlyFake::TOKEN)
-            .env("SHIPIT_FLY_API_URL", w.fly.uri())
-            .env("SHIPIT_FLY_POLL_INTERVAL", "10ms")
-            .env("SHIPIT_INSECURE_REGISTRIES", w.registry.host())
-            .arg("-f")
-            .arg(w.manifest())
-            .args(["deploy", "--env", "staging", "--tag", "v2", "--service", "api"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while w.fly.leases_held().is_empty() && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        assert!(!w.fly.leases_held().is_empty(), "the rollout started");
+        let child = deploy_holding_a_lease(&w, &[]).await;
         let pid = child.id().to_string();
         for _ in 0..2 {
             assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
@@ -376,4 +340,30 @@ async fn human_status_and_releases_never_print_the_token() {
         assert!(stdout.contains("echo-"), "{cmd:?}: the release is shown: {stdout}");
         assert!(!stdout.contains(FlyFake::TOKEN) && !stderr.contains(FlyFake::TOKEN), "{cmd:?}: {stdout}\n{stderr}");
     }
+}
+
+/// Starts `shipit deploy --tag v2 --service api` (plus `extra`) against the world's fakes and
+/// returns once its rollout holds a lease, ready to be signalled.
+async fn deploy_holding_a_lease(w: &World, extra: &[&str]) -> std::process::Child {
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("shipit"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FLY_API_TOKEN", FlyFake::TOKEN)
+        .env("SHIPIT_FLY_API_URL", w.fly.uri())
+        .env("SHIPIT_FLY_POLL_INTERVAL", "10ms")
+        .env("SHIPIT_INSECURE_REGISTRIES", w.registry.host())
+        .arg("-f")
+        .arg(w.manifest())
+        .args(["deploy", "--env", "staging", "--tag", "v2", "--service", "api"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while w.fly.leases_held().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!w.fly.leases_held().is_empty(), "the rollout started");
+    child
 }

@@ -33,6 +33,16 @@ pub(crate) struct Pending {
     pub baseline: i64,
 }
 
+impl Pending {
+    /// Whether `m` is the instance the change started (unknown ids count as yes).
+    fn is_new_instance(&self, m: &Machine) -> bool {
+        match (&self.instance_id, &m.instance_id) {
+            (Some(want), Some(have)) => want == have,
+            _ => true,
+        }
+    }
+}
+
 /// Whether every configured check reports and passes.
 pub(crate) fn checks_pass(m: &Machine, expected: usize) -> bool {
     m.checks.len() >= expected && m.checks.iter().all(|c| c.status == "passing")
@@ -50,12 +60,9 @@ pub(crate) fn crash_reason(m: &Machine, p: &Pending) -> Option<String> {
         let code = e.exit_code().map_or_else(|| "unknown".to_string(), |c| c.to_string());
         return Some(format!("machine {} exited with code {code}", m.id));
     }
-    let new_instance = match (&p.instance_id, &m.instance_id) {
-        (Some(want), Some(have)) => want == have,
-        _ => true,
-    };
-    (new_instance && matches!(m.state.as_str(), "stopped" | "failed" | "destroyed" | "destroying" | "suspended"))
-        .then(|| format!("machine {} is {} after the update", m.id, m.state))
+    (p.is_new_instance(m)
+        && matches!(m.state.as_str(), "stopped" | "failed" | "destroyed" | "destroying" | "suspended"))
+    .then(|| format!("machine {} is {} after the update", m.id, m.state))
 }
 
 /// Why a machine is not healthy yet: its state, or each failing check with its output.
@@ -153,14 +160,10 @@ async fn started_by_status(job: &Job<'_>, p: &Pending, deadline: Instant) -> Res
         if let Some(why) = crash_reason(&m, p) {
             return Err(Error::new(ErrorKind::Unhealthy, why));
         }
-        let new_instance = match (&p.instance_id, &m.instance_id) {
-            (Some(want), Some(have)) => want == have,
-            _ => true,
-        };
         if let Ok(mut l) = last.lock() {
             *l = Some(if m.state.is_empty() { "in an unknown state".to_string() } else { m.state.clone() });
         }
-        Ok(if m.state == "started" && new_instance { Poll::Ready(()) } else { Poll::Pending })
+        Ok(if m.state == "started" && p.is_new_instance(&m) { Poll::Ready(()) } else { Poll::Pending })
     })
     .await;
     let limit = job.wait_timeout.as_secs_f32();

@@ -158,9 +158,14 @@ fn release_of(config: &Value) -> Option<&str> {
 
 /// Machines of the service: process group `app` (or none), not destroyed, in a fixed order.
 pub(crate) async fn app_machines(client: &FlyClient, app: &str) -> Result<Vec<Machine>, Error> {
-    let mut machines: Vec<Machine> = client.list_machines(app).await?.into_iter().filter(is_app_machine).collect();
+    Ok(of_service(&client.list_machines(app).await?))
+}
+
+/// The service's machines among every machine of the app, in a fixed order.
+fn of_service(listed: &[Machine]) -> Vec<Machine> {
+    let mut machines: Vec<Machine> = listed.iter().filter(|m| is_app_machine(m)).cloned().collect();
     machines.sort_by(|a, b| (&a.region, &a.created_at, &a.id).cmp(&(&b.region, &b.created_at, &b.id)));
-    Ok(machines)
+    machines
 }
 
 fn is_app_machine(m: &Machine) -> bool {
@@ -212,11 +217,14 @@ async fn locked(
     let all: Vec<&Machine> = seen.iter().collect();
     leases.acquire(job, &all).await?;
     // Under the leases: what runs now is the truth (another deploy may have finished meanwhile).
-    let mut machines = app_machines(&job.client, &job.app).await?;
+    // Every machine of the app, other process groups included: new names must be unique in it.
+    let mut listed = job.client.list_machines(&job.app).await?;
+    let mut machines = of_service(&listed);
     let unleased: Vec<&Machine> = machines.iter().filter(|m| !leases.holds(&m.id)).collect();
     if !unleased.is_empty() {
         leases.acquire(job, &unleased).await?;
-        machines = app_machines(&job.client, &job.app).await?;
+        listed = job.client.list_machines(&job.app).await?;
+        machines = of_service(&listed);
         if machines.iter().any(|m| !leases.holds(&m.id)) {
             return Err(Error::new(
                 ErrorKind::Conflict,
@@ -244,7 +252,7 @@ async fn locked(
     tokio::select! {
         r = async {
             update_all(job, desired, &stale, leases).await?;
-            create_missing(job, desired, &machines, &missing, leases).await
+            create_missing(job, desired, &listed, &missing, leases).await
         } => r,
         () = leases.keep(job.lease_ttl) => Err(Error::new(ErrorKind::Other, "lease refresher stopped")),
     }
@@ -313,18 +321,15 @@ async fn update_one(
 async fn create_missing(
     job: &Job<'_>,
     desired: &Desired,
-    existing: &[Machine],
+    listed: &[Machine],
     missing: &[(String, usize)],
     leases: &LeaseGuard,
 ) -> Result<usize, Error> {
     let svc = &job.service.name;
     let release = release_of(&desired.config).map(str::to_string);
     let mut pending = Vec::new();
-    // Names are unique across the whole app, other process groups included.
-    let all = if missing.is_empty() { Vec::new() } else { job.client.list_machines(&job.app).await? };
-    let taken: Vec<Machine> = existing.iter().cloned().chain(all).collect();
     for (region, count) in missing {
-        for name in machine_names(region, &taken, *count) {
+        for name in machine_names(region, listed, *count) {
             job.check_cancel()?;
             job.events.step(svc, format!("creating machine {name} in {region}"));
             let mut create =
