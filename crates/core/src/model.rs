@@ -507,6 +507,19 @@ pub struct RailwayTarget {
     pub project: Option<String>,
     /// Service name template (default `{service}`: Railway has environments of its own).
     pub name_template: NameTemplate,
+    /// Region used when an environment names no Railway region (default `us-west2`).
+    pub region: Option<String>,
+    /// Railway environment of a manifest environment, where the names differ.
+    pub environments: BTreeMap<String, String>,
+    /// Railway service name of a database, where it is not the database's own name.
+    pub databases: BTreeMap<String, String>,
+}
+
+impl RailwayTarget {
+    /// The Railway environment of manifest environment `env`.
+    pub fn environment_name<'a>(&'a self, env: &'a str) -> &'a str {
+        self.environments.get(env).map_or(env, String::as_str)
+    }
 }
 
 /// `[targets.render]`.

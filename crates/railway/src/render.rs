@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use indexmap::IndexMap;
 use serde::Serialize;
 use shipit_core::{
-    App, Engine, EnvValue, PlatformKind, Property, Reference, ReferenceKind, RenderError, RenderedFile, RestartKind,
-    Service,
+    App, Engine, EnvValue, Environment, PlatformKind, Property, Reference, ReferenceKind, RenderError, RenderedFile,
+    RestartKind, Service,
 };
 
 /// Railway's regions, as its API spells them.
@@ -14,6 +14,11 @@ pub const REGIONS: &[&str] = &["us-west2", "us-east4-eqdc4a", "europe-west4-dram
 
 /// Railway's own default healthcheck window, in seconds.
 pub const RAILWAY_DEFAULT_HEALTHCHECK_TIMEOUT: u64 = 300;
+/// Railway's default region, used when neither the environment nor `[targets.railway] region`
+/// names one.
+pub const DEFAULT_REGION: &str = "us-west2";
+/// Railway's default restart policy retries.
+pub const DEFAULT_RESTART_RETRIES: u32 = 10;
 
 /// What shipit sets on one Railway service in one environment.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -40,43 +45,36 @@ pub struct ServiceSettings {
     pub secrets: Vec<String>,
 }
 
-/// Fields of Railway's `ServiceInstanceUpdateInput` that shipit sets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Railway's `ServiceInstanceUpdateInput` as shipit sends it: every setting it manages, each
+/// with a value (Railway resets a setting sent as null, and some omitted ones), so a setting the
+/// manifest leaves out is sent as Railway's own default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct InstanceSettings {
-    /// The image.
+    /// The image (`<repository>:<environment>` here; pinned by digest when deployed).
     pub source: Source,
-    /// Command replacing the image's CMD.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub start_command: Option<String>,
-    /// Health check path.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub healthcheck_path: Option<String>,
-    /// Seconds a new deployment has to pass its health check.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub healthcheck_timeout: Option<u64>,
-    /// Replicas, when not spread over regions.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub num_replicas: Option<u32>,
-    /// The one region, when one is named.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// Replicas per region, when several are named.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub multi_region_config: Option<BTreeMap<String, RegionReplicas>>,
+    /// Command replacing the image's CMD; empty: the image's own.
+    pub start_command: String,
+    /// Health check path; empty: no health check.
+    pub healthcheck_path: String,
+    /// Seconds a new deployment has to pass its health check (Railway's whole deploy window).
+    pub healthcheck_timeout: u64,
     /// Restart policy.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub restart_policy_type: Option<RestartPolicyType>,
-    /// Most restarts, for `ON_FAILURE`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub restart_policy_max_retries: Option<u32>,
+    pub restart_policy_type: RestartPolicyType,
+    /// Most restarts (Railway keeps it for every policy; it applies to `ON_FAILURE`).
+    pub restart_policy_max_retries: u32,
     /// App Sleeping: stop the service when idle.
     pub sleep_application: bool,
+    /// Replicas per region: Railway's only placement setting (the legacy `numReplicas` and
+    /// `region` fields are ignored).
+    pub multi_region_config: BTreeMap<String, RegionReplicas>,
+    /// Railway's config-as-code path, cleared: shipit's settings are the only ones.
+    pub railway_config_file: String,
 }
 
 /// `ServiceSourceInput`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Source {
     /// `<repository>:<environment>`.
@@ -84,7 +82,7 @@ pub struct Source {
 }
 
 /// One region's entry in `multiRegionConfig`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegionReplicas {
     /// Replicas in that region.
@@ -92,7 +90,7 @@ pub struct RegionReplicas {
 }
 
 /// Railway's `RestartPolicyType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RestartPolicyType {
     /// Always restart.
@@ -144,7 +142,7 @@ pub fn render(app: &App, env: &str) -> Result<Vec<RenderedFile>, RenderError> {
 /// The settings of every service of environment `env`, by service name in manifest order.
 pub fn settings(app: &App, env: &str) -> Result<IndexMap<String, ServiceSettings>, RenderError> {
     let environment = app.environment(env).map_err(|e| err(e.to_string()))?;
-    let regions = regions(environment.name.as_str(), environment.target, &environment.regions)?;
+    let regions = regions(app, environment)?;
     let project = app.targets.railway.project.clone().unwrap_or_else(|| app.name.clone());
     environment
         .services
@@ -153,20 +151,59 @@ pub fn settings(app: &App, env: &str) -> Result<IndexMap<String, ServiceSettings
         .collect()
 }
 
-/// The environment's regions if they are Railway's; see the crate docs.
-fn regions(env: &str, target: Option<PlatformKind>, regions: &[String]) -> Result<Vec<String>, RenderError> {
-    let unknown: Vec<&str> = regions.iter().map(String::as_str).filter(|r| !REGIONS.contains(r)).collect();
-    if unknown.is_empty() {
-        return Ok(regions.to_vec());
+/// The regions replicas run in: the environment's if they are Railway's (an error when the
+/// environment targets Railway and names another), else `[targets.railway] region`, else
+/// [`DEFAULT_REGION`].
+pub fn regions(app: &App, env: &Environment) -> Result<Vec<String>, RenderError> {
+    let unknown: Vec<&str> = env.regions.iter().map(String::as_str).filter(|r| !REGIONS.contains(r)).collect();
+    if !env.regions.is_empty() && unknown.is_empty() {
+        return Ok(env.regions.clone());
     }
-    if target == Some(PlatformKind::Railway) {
+    if !unknown.is_empty() && env.target == Some(PlatformKind::Railway) {
         return Err(err(format!(
-            "`environments.{env}.regions` has {} that Railway does not know; its regions are {}",
+            "`environments.{}.regions` has {} that Railway does not know; its regions are {}",
+            env.name,
             unknown.iter().map(|r| format!("{r:?}")).collect::<Vec<_>>().join(", "),
             REGIONS.join(", ")
         )));
     }
-    Ok(Vec::new())
+    match &app.targets.railway.region {
+        Some(r) if !REGIONS.contains(&r.as_str()) => Err(err(format!(
+            "`targets.railway.region` is {r:?}, a region Railway does not have; its regions are {}",
+            REGIONS.join(", ")
+        ))),
+        Some(r) => Ok(vec![r.clone()]),
+        None => Ok(vec![DEFAULT_REGION.to_string()]),
+    }
+}
+
+/// The Railway service name of database `db`: `[targets.railway.databases]`, else Railway's own
+/// name for its template (`Postgres`, `Redis`).
+pub fn database_name(app: &App, db: &str) -> Result<String, RenderError> {
+    if let Some(name) = app.targets.railway.databases.get(db) {
+        return Ok(name.clone());
+    }
+    let Some(d) = app.databases.get(db) else {
+        return Err(err(format!("there is no database `{db}`")));
+    };
+    let same_engine = app.databases.values().filter(|o| o.engine == d.engine).count();
+    if same_engine > 1 {
+        return Err(err(format!(
+            "databases of one engine need their Railway service names: set `[targets.railway.databases] {db} = \"...\"`"
+        )));
+    }
+    Ok(match d.engine {
+        Engine::Postgres => "Postgres".to_string(),
+        Engine::Redis => "Redis".to_string(),
+    })
+}
+
+/// The settings of one service (with the environment's overrides) in environment `env`.
+pub fn settings_of(app: &App, env: &str, svc: &Service) -> Result<ServiceSettings, RenderError> {
+    let environment = app.environment(env).map_err(|e| err(e.to_string()))?;
+    let regions = regions(app, environment)?;
+    let project = app.targets.railway.project.clone().unwrap_or_else(|| app.name.clone());
+    service_settings(app, env, &project, svc, &regions)
 }
 
 fn service_settings(
@@ -176,30 +213,7 @@ fn service_settings(
     svc: &Service,
     regions: &[String],
 ) -> Result<ServiceSettings, RenderError> {
-    let replicas = svc.scale.min.max(1);
-    let (num_replicas, region, multi_region_config) = match regions {
-        [] => (Some(replicas), None, None),
-        [one] => (Some(replicas), Some(one.clone()), None),
-        many => {
-            (None, None, Some(many.iter().map(|r| (r.clone(), RegionReplicas { num_replicas: replicas })).collect()))
-        }
-    };
-    let instance = InstanceSettings {
-        source: Source { image: format!("{}:{env}", svc.image.name()) },
-        start_command: svc.command.as_deref().map(shipit_core::shell::join),
-        healthcheck_path: svc.health.as_ref().map(|h| h.path.clone()),
-        // Railway's window for a new deployment to turn healthy: never shorter than its own
-        // default (300 s), longer when grace + timeout asks for it.
-        healthcheck_timeout: svc.health.as_ref().map(|h| {
-            ((h.grace.get() + h.timeout.get()).as_secs_f64().ceil() as u64).max(RAILWAY_DEFAULT_HEALTHCHECK_TIMEOUT)
-        }),
-        num_replicas,
-        region,
-        multi_region_config,
-        restart_policy_type: svc.restart.map(|r| r.policy.into()),
-        restart_policy_max_retries: svc.restart.filter(|r| r.policy == RestartKind::OnFailure).and_then(|r| r.retries),
-        sleep_application: svc.scale.auto_stop && svc.scale.min == 0,
-    };
+    let instance = instance_settings(svc, format!("{}:{env}", svc.image.name()), regions);
     let limits = svc.vm.map(|vm| Limits { vcpus: f64::from(vm.cpus), memory_gb: f64::from(vm.memory_mb) / 1024.0 });
     let mut variables = BTreeMap::new();
     for (key, value) in &svc.env {
@@ -227,7 +241,7 @@ fn service_settings(
             "generated by shipit from shipit.toml for environment {env:?}: the settings shipit applies through Railway's API"
         ),
         service: app.platform_name(PlatformKind::Railway, &svc.name, env),
-        environment: env.to_string(),
+        environment: app.targets.railway.environment_name(env).to_string(),
         project: project.to_string(),
         instance,
         limits,
@@ -236,10 +250,35 @@ fn service_settings(
     })
 }
 
+/// The `ServiceInstanceUpdateInput` for `svc` with source `image`: what deploy sends and
+/// `railway.<service>.json` shows.
+pub fn instance_settings(svc: &Service, image: String, regions: &[String]) -> InstanceSettings {
+    let replicas = svc.scale.min.max(1);
+    let restart = svc.restart;
+    InstanceSettings {
+        source: Source { image },
+        start_command: svc.command.as_deref().map(shipit_core::shell::join).unwrap_or_default(),
+        healthcheck_path: svc.health.as_ref().map(|h| h.path.clone()).unwrap_or_default(),
+        // Railway's window for a new deployment to turn healthy: never shorter than its own
+        // default (300 s), longer when grace + timeout asks for it.
+        healthcheck_timeout: svc.health.as_ref().map_or(RAILWAY_DEFAULT_HEALTHCHECK_TIMEOUT, |h| {
+            ((h.grace.get() + h.timeout.get()).as_secs_f64().ceil() as u64).max(RAILWAY_DEFAULT_HEALTHCHECK_TIMEOUT)
+        }),
+        restart_policy_type: restart.map_or(RestartPolicyType::OnFailure, |r| r.policy.into()),
+        restart_policy_max_retries: restart.and_then(|r| r.retries).unwrap_or(DEFAULT_RESTART_RETRIES),
+        sleep_application: svc.scale.auto_stop && svc.scale.min == 0,
+        multi_region_config: regions.iter().map(|r| (r.clone(), RegionReplicas { num_replicas: replicas })).collect(),
+        railway_config_file: String::new(),
+    }
+}
+
 /// A Railway reference variable for `r`.
 fn reference(app: &App, env: &str, svc: &Service, key: &str, r: &Reference) -> Result<String, RenderError> {
-    let name = app.platform_name(PlatformKind::Railway, &r.target, env);
     let what = format!("`services.{}.env_from.{key}`", svc.name);
+    let name = match r.kind {
+        ReferenceKind::Database => database_name(app, &r.target).map_err(|e| err(format!("{what}: {}", e.message)))?,
+        ReferenceKind::Service => app.platform_name(PlatformKind::Railway, &r.target, env),
+    };
     let var = match r.kind {
         ReferenceKind::Database => {
             let db = app

@@ -45,7 +45,7 @@ const DATABASE_KEYS: &[&str] = &["engine", "version"];
 const ENVIRONMENT_KEYS: &[&str] = &["target", "regions", "strategy", "services"];
 const TARGET_NAMES: &[&str] = &["fly", "railway", "render"];
 const FLY_KEYS: &[&str] = &["org", "primary_region", "name_template"];
-const RAILWAY_KEYS: &[&str] = &["project", "name_template"];
+const RAILWAY_KEYS: &[&str] = &["project", "name_template", "region", "environments", "databases"];
 const RENDER_KEYS: &[&str] = &["region", "name_template", "registry_credential", "services"];
 const RENDER_SERVICE_KEYS: &[&str] = &["plan"];
 
@@ -1027,6 +1027,38 @@ fn check_regions(d: &mut Diagnostics<'_>, path: &str, list: &[(&str, Span)]) {
     }
 }
 
+/// A table of names to strings (`[targets.railway.environments]`), whose keys `known` accepts.
+fn string_map<'a>(
+    d: &mut Diagnostics<'_>,
+    f: &Fields<'_>,
+    key: &str,
+    expected: &str,
+    known: impl Fn(&str) -> Result<(), (Vec<&'a str>, &'static str)>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(e) = f.get(key) else { return out };
+    let path = f.child_path(key);
+    let Some(table) = Fields::open(d, &e.node, &path) else { return out };
+    for entry in table.entries() {
+        if let Err((candidates, what)) = known(&entry.key) {
+            let msg = format!("`{path}.{}` names {what} that does not exist", entry.key);
+            match d.did_you_mean(&entry.key, &candidates) {
+                Some(m) => d.error_help(&entry.key_span, msg, format!("did you mean `{m}`?")),
+                None => d.error(&entry.key_span, msg),
+            }
+            continue;
+        }
+        if let Some(v) = table.string(d, &entry.key, expected) {
+            if v.trim().is_empty() {
+                d.error(&entry.node.span, format!("`{path}.{}` is empty: expected {expected}", entry.key));
+            } else {
+                out.insert(entry.key.clone(), v.to_string());
+            }
+        }
+    }
+    out
+}
+
 fn parse_targets(d: &mut Diagnostics<'_>, root: &Fields<'_>, names: &Names<'_>) -> Targets {
     let default_template = || NameTemplate(NameTemplate::DEFAULT.to_string());
     let mut t = Targets {
@@ -1036,7 +1068,14 @@ fn parse_targets(d: &mut Diagnostics<'_>, root: &Fields<'_>, names: &Names<'_>) 
             primary_region: None,
             name_template: default_template(),
         },
-        railway: RailwayTarget { declared: false, project: None, name_template: NameTemplate("{service}".to_string()) },
+        railway: RailwayTarget {
+            declared: false,
+            project: None,
+            name_template: NameTemplate("{service}".to_string()),
+            region: None,
+            environments: BTreeMap::new(),
+            databases: BTreeMap::new(),
+        },
         render: RenderTarget {
             declared: false,
             region: None,
@@ -1095,10 +1134,22 @@ fn parse_targets(d: &mut Diagnostics<'_>, root: &Fields<'_>, names: &Names<'_>) 
         && let Some(f) = Fields::new(d, &e.node, "targets.railway", RAILWAY_KEYS)
     {
         t.railway.declared = true;
-        t.railway.project = f.string(d, "project", "a Railway project name").map(str::to_string);
+        t.railway.project = f.string(d, "project", "a Railway project name or id").map(str::to_string);
+        t.railway.region = f.string(d, "region", "a Railway region like \"us-west2\"").map(str::to_string);
         if let Some(tpl) = template(d, &f) {
             t.railway.name_template = tpl;
         }
+        let env_names: Vec<&str> = root
+            .get("environments")
+            .and_then(|e| e.node.entries())
+            .map(|es| es.iter().map(|e| e.key.as_str()).collect())
+            .unwrap_or_default();
+        t.railway.environments = string_map(d, &f, "environments", "a Railway environment name", |k| {
+            env_names.contains(&k).then_some(()).ok_or_else(|| (env_names.clone(), "an environment"))
+        });
+        t.railway.databases = string_map(d, &f, "databases", "the name of a Railway database service", |k| {
+            names.is_database(k).then_some(()).ok_or_else(|| (names.all.iter().copied().filter(|n| names.is_database(n)).collect(), "a database"))
+        });
     }
     if let Some(e) = targets.get("render")
         && let Some(f) = Fields::new(d, &e.node, "targets.render", RENDER_KEYS)
