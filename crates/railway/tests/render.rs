@@ -65,8 +65,9 @@ fn secrets_appear_only_as_names() {
 #[test]
 fn references_become_reference_variables() {
     let api = file(&forgestack(), "production", "api");
-    assert_eq!(api["variables"]["DATABASE_URL"], "${{db.DATABASE_URL}}");
-    assert_eq!(api["variables"]["REDIS_URL"], "${{cache.REDIS_URL}}");
+    // Railway's own names for its database templates, unless `[targets.railway.databases]` says.
+    assert_eq!(api["variables"]["DATABASE_URL"], "${{Postgres.DATABASE_URL}}");
+    assert_eq!(api["variables"]["REDIS_URL"], "${{Redis.REDIS_URL}}");
     let web = file(&forgestack(), "production", "web");
     assert_eq!(web["variables"]["NEXT_PUBLIC_API_URL"], "https://${{api.RAILWAY_PUBLIC_DOMAIN}}");
     let app = small(
@@ -74,9 +75,9 @@ fn references_become_reference_variables() {
         "",
     );
     let vars = &file(&app, "staging", "api")["variables"];
-    assert_eq!(vars["PGHOST"], "${{db.PGHOST}}");
-    assert_eq!(vars["RH"], "${{cache.REDISHOST}}");
-    assert_eq!(vars["RPW"], "${{cache.REDISPASSWORD}}");
+    assert_eq!(vars["PGHOST"], "${{Postgres.PGHOST}}");
+    assert_eq!(vars["RH"], "${{Redis.REDISHOST}}");
+    assert_eq!(vars["RPW"], "${{Redis.REDISPASSWORD}}");
     assert_eq!(vars["JOBS_HOST"], "${{api.RAILWAY_PRIVATE_DOMAIN}}");
     assert_eq!(vars["SELF_PORT"], "${{api.PORT}}");
 }
@@ -90,21 +91,22 @@ fn instance_settings() {
     assert_eq!(i["source"]["image"], "ghcr.io/acme/forgestack-api:production");
     assert_eq!(i["restartPolicyType"], "ON_FAILURE");
     assert_eq!(i["restartPolicyMaxRetries"], 3);
-    assert_eq!(i["numReplicas"], 2);
     assert_eq!(i["healthcheckPath"], "/api/health");
     assert_eq!(i["healthcheckTimeout"], 300, "never shorter than Railway's default");
-    // production's regions are Fly's (the environment targets Fly): Railway keeps its default.
-    assert!(i.get("region").is_none() && i.get("multiRegionConfig").is_none());
+    // production's regions are Fly's (the environment targets Fly): Railway's default region.
+    assert_eq!(i["multiRegionConfig"], json!({"us-west2": {"numReplicas": 2}}));
+    assert!(i.get("region").is_none() && i.get("numReplicas").is_none(), "legacy fields are never sent");
+    assert_eq!(i["railwayConfigFile"], "", "config-as-code is switched off");
     assert_eq!(api["limits"], json!({"vCPUs": 1.0, "memoryGB": 0.5}));
     assert_eq!(api["variables"]["PORT"], "4000");
     let worker = file(&forgestack(), "production", "worker");
     assert_eq!(worker["instance"]["startCommand"], "node dist/index.js");
     assert!(worker["variables"].get("PORT").is_none());
-    assert!(worker["instance"].get("healthcheckPath").is_none());
+    assert_eq!(worker["instance"]["healthcheckPath"], "", "no health check, said explicitly");
 }
 
 #[test]
-fn no_nulls_and_defaults_left_out() {
+fn no_nulls_and_every_default_explicit() {
     let jobs = file(&small("", ""), "staging", "jobs");
     assert_eq!(
         jobs,
@@ -113,7 +115,17 @@ fn no_nulls_and_defaults_left_out() {
             "service": "jobs",
             "environment": "staging",
             "project": "shop",
-            "instance": {"source": {"image": "ghcr.io/acme/shop-jobs:staging"}, "numReplicas": 1, "sleepApplication": false},
+            "instance": {
+                "source": {"image": "ghcr.io/acme/shop-jobs:staging"},
+                "startCommand": "",
+                "healthcheckPath": "",
+                "healthcheckTimeout": 300,
+                "restartPolicyType": "ON_FAILURE",
+                "restartPolicyMaxRetries": 10,
+                "sleepApplication": false,
+                "multiRegionConfig": {"us-west2": {"numReplicas": 1}},
+                "railwayConfigFile": ""
+            },
             "variables": {}
         })
     );
@@ -123,7 +135,7 @@ fn no_nulls_and_defaults_left_out() {
 fn regions_of_a_railway_environment() {
     let one = small("", "target = \"railway\"\nregions = [\"europe-west4-drams3a\"]");
     let i = &file(&one, "staging", "api")["instance"];
-    assert_eq!((&i["region"], &i["numReplicas"]), (&json!("europe-west4-drams3a"), &json!(1)));
+    assert_eq!(i["multiRegionConfig"], json!({"europe-west4-drams3a": {"numReplicas": 1}}));
     let two = small(
         "scale = { min = 2, max = 4 }",
         "target = \"railway\"\nregions = [\"us-west2\", \"europe-west4-drams3a\"]",
@@ -140,15 +152,36 @@ fn regions_of_a_railway_environment() {
 fn auto_stop_from_zero_sleeps() {
     let app = small("scale = { min = 0, max = 2, auto_stop = true }", "");
     let i = &file(&app, "staging", "api")["instance"];
-    assert_eq!((&i["sleepApplication"], &i["numReplicas"]), (&json!(true), &json!(1)));
+    assert_eq!(
+        (&i["sleepApplication"], &i["multiRegionConfig"]),
+        (&json!(true), &json!({"us-west2": {"numReplicas": 1}}))
+    );
 }
 
 #[test]
-fn retries_only_for_on_failure() {
+fn restart_policy_and_retries() {
     let app = small("restart = { policy = \"always\" }", "");
     let i = &file(&app, "staging", "api")["instance"];
     assert_eq!(i["restartPolicyType"], "ALWAYS");
-    assert!(i.get("restartPolicyMaxRetries").is_none());
+    assert_eq!(i["restartPolicyMaxRetries"], 10, "Railway's default, sent so it is never reset");
+}
+
+#[test]
+fn railway_region_and_database_names_from_the_target() {
+    let text = "app = \"shop\"\n[registry]\nnamespace = \"acme\"\n[services.api]\nport = 8080\nenv_from = { DATABASE_URL = \"main.connection_string\", OTHER = \"side.connection_string\" }\n[databases.main]\nengine = \"postgres\"\n[databases.side]\nengine = \"postgres\"\n[environments.staging]\n[targets.railway]\nregion = \"europe-west4-drams3a\"\ndatabases = { main = \"Postgres\", side = \"Postgres-Side\" }\nenvironments = { staging = \"stage\" }\n";
+    let app = shipit_core::parse(text, "shipit.toml").unwrap();
+    let api = file(&app, "staging", "api");
+    assert_eq!(api["environment"], "stage");
+    assert_eq!(api["instance"]["multiRegionConfig"], json!({"europe-west4-drams3a": {"numReplicas": 1}}));
+    assert_eq!(api["variables"]["DATABASE_URL"], "${{Postgres.DATABASE_URL}}");
+    assert_eq!(api["variables"]["OTHER"], "${{Postgres-Side.DATABASE_URL}}");
+    // Two Postgres databases without names: which Railway service is which is unknowable.
+    let unnamed = shipit_core::parse(&text.replace("databases = { main = \"Postgres\", side = \"Postgres-Side\" }\n", ""), "shipit.toml").unwrap();
+    let e = render_err(&unnamed);
+    assert!(e.message.contains("[targets.railway.databases]"), "{e}");
+    let bad = shipit_core::parse(&text.replace("europe-west4-drams3a", "mars-1"), "shipit.toml").unwrap();
+    let e = render_err(&bad);
+    assert!(e.message.contains("\"mars-1\"") && e.message.contains("us-west2"), "{e}");
 }
 
 #[test]
