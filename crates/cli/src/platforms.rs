@@ -5,7 +5,7 @@
 //!
 //! The CLI holds one [`Scrubber`] for the whole process ([`scrubber`]). It is built, on first
 //! use, from every credential the process can see: the platform tokens (`FLY_API_TOKEN`,
-//! `RAILWAY_TOKEN`, `RENDER_API_KEY`), the registry's (`GHCR_TOKEN`, `GITHUB_TOKEN`), and the
+//! `RAILWAY_TOKEN`, `RAILWAY_API_TOKEN`, `RENDER_API_KEY`), the registry's (`GHCR_TOKEN`, `GITHUB_TOKEN`), and the
 //! userinfo of the API URLs (`SHIPIT_{FLY,RAILWAY,RENDER}_API_URL`) and registry host lists
 //! (`SHIPIT_INSECURE_REGISTRIES`, `SHIPIT_GHCR_HOSTS`). `secrets sync` adds each value it reads
 //! ([`keep_secret`]) before anything is sent. Then:
@@ -27,7 +27,8 @@ use crate::exit::Exit;
 use crate::output::Output;
 
 /// Variables holding tokens.
-const TOKEN_VARS: [&str; 5] = ["FLY_API_TOKEN", "RAILWAY_TOKEN", "RENDER_API_KEY", "GHCR_TOKEN", "GITHUB_TOKEN"];
+const TOKEN_VARS: [&str; 6] =
+    ["FLY_API_TOKEN", "RAILWAY_TOKEN", "RAILWAY_API_TOKEN", "RENDER_API_KEY", "GHCR_TOKEN", "GITHUB_TOKEN"];
 /// Variables holding URLs, whose userinfo is a credential.
 const URL_VARS: [&str; 3] = ["SHIPIT_FLY_API_URL", "SHIPIT_RAILWAY_API_URL", "SHIPIT_RENDER_API_URL"];
 /// Variables holding comma-separated `host[:port]` lists, where `user:pass@` has no business.
@@ -93,7 +94,11 @@ pub fn platform(kind: PlatformKind) -> Result<Box<dyn Platform>, Error> {
             let config = shipit_fly::FlyConfig::from_env().scrubber(scrubber());
             Ok(Box::new(config.build().map_err(|e| Error::from(e).scrubbed(&scrubber()))?))
         }
-        PlatformKind::Railway | PlatformKind::Render => Err(Error::new(
+        PlatformKind::Railway => {
+            let config = shipit_railway::RailwayConfig::from_env().scrubber(scrubber());
+            Ok(Box::new(config.build().map_err(|e| Error::from(e).scrubbed(&scrubber()))?))
+        }
+        PlatformKind::Render => Err(Error::new(
             ErrorKind::Unsupported,
             format!(
                 "deploying to {kind} is not built yet; `shipit render --to {kind}` writes its files. Fly.io is supported: --to fly"

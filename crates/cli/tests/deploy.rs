@@ -222,13 +222,13 @@ fn dry_run_json_prints_every_call_as_an_object() {
 }
 
 #[test]
-fn railway_deploys_are_not_built_yet() {
+fn render_deploys_are_not_built_yet() {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/forgestack/shipit.toml");
     let out = Command::cargo_bin("shipit")
         .unwrap()
         .arg("-f")
         .arg(&manifest)
-        .args(["deploy", "--to", "railway", "--env", "staging", "--tag", "x"])
+        .args(["deploy", "--to", "render", "--env", "staging", "--tag", "x"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4));
