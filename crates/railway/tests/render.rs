@@ -176,7 +176,11 @@ fn railway_region_and_database_names_from_the_target() {
     assert_eq!(api["variables"]["DATABASE_URL"], "${{Postgres.DATABASE_URL}}");
     assert_eq!(api["variables"]["OTHER"], "${{Postgres-Side.DATABASE_URL}}");
     // Two Postgres databases without names: which Railway service is which is unknowable.
-    let unnamed = shipit_core::parse(&text.replace("databases = { main = \"Postgres\", side = \"Postgres-Side\" }\n", ""), "shipit.toml").unwrap();
+    let unnamed = shipit_core::parse(
+        &text.replace("databases = { main = \"Postgres\", side = \"Postgres-Side\" }\n", ""),
+        "shipit.toml",
+    )
+    .unwrap();
     let e = render_err(&unnamed);
     assert!(e.message.contains("[targets.railway.databases]"), "{e}");
     let bad = shipit_core::parse(&text.replace("europe-west4-drams3a", "mars-1"), "shipit.toml").unwrap();

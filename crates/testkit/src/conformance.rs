@@ -65,6 +65,19 @@ pub trait Harness: Send + Sync {
     fn observer(&self) -> &dyn Platform {
         self.platform()
     }
+    /// How many instance creates ([`CallClass::CreateInstance`]) bring up `instances` instances:
+    /// one per instance by default (a Fly machine each); Railway starts every replica with one
+    /// deployment.
+    fn creates_for(&self, instances: usize) -> usize {
+        instances
+    }
+    /// Why a 404 on the service's own record cannot happen before a first deploy, if it cannot
+    /// (Railway: a service that does not exist yet has no record to read; the first deploy finds
+    /// it missing from the project's service list). `None`: the first deploy reads the service's
+    /// record, and a 404 there means "create it".
+    fn no_record_before_create(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Faults at the HTTP level, and the log of the requests the platform sent.
@@ -183,6 +196,8 @@ pub struct Needs {
     pub unsupported_strategy: bool,
     /// [`Harness::http`].
     pub http_faults: bool,
+    /// A first deploy that reads the service's own record ([`Harness::no_record_before_create`]).
+    pub record_before_create: bool,
 }
 
 impl Needs {
@@ -193,6 +208,7 @@ impl Needs {
         strategies: &[],
         unsupported_strategy: false,
         http_faults: false,
+        record_before_create: false,
     };
     /// Locks.
     pub const LOCKS: Needs = Needs { locks: true, ..Needs::NOTHING };
@@ -218,6 +234,11 @@ impl Needs {
         }
         if self.unsupported_strategy && ALL_STRATEGIES.iter().all(|s| caps.supports(Some(*s))) {
             return Some(format!("needs a strategy {kind} lacks; it has them all"));
+        }
+        if self.record_before_create
+            && let Some(why) = h.no_record_before_create()
+        {
+            return Some(format!("needs a record of the service before its first deploy; on {kind}, {why}"));
         }
         if self.http_faults && h.http().is_none() {
             return Some(
@@ -926,7 +947,8 @@ pub async fn lost_create_is_never_sent_twice(h: &dyn Harness) -> Result<(), Stri
     let st = h.platform().status(t, api).await.map_err(|e| e.to_string())?;
     expect(st.instances.len() == want, format!("exactly {want} instances, no duplicate: {st:?}"))?;
     let creates = http.requests().iter().filter(|r| r.class == CallClass::CreateInstance).count();
-    expect(creates == want, format!("{creates} creates were sent for {want} instances"))?;
+    let sent_for = h.creates_for(want);
+    expect(creates == sent_for, format!("{creates} creates were sent for {want} instances (expected {sent_for})"))?;
     on(h, "api", "n1", "after the lost create").await?;
     no_locks(h)
 }

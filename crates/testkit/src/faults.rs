@@ -291,7 +291,11 @@ const fn cell(
     requests: Bound,
     expect: &'static str,
 ) -> Cell {
-    let needs = if matches!(fault, MatrixFault::None) { Needs::NOTHING } else { Needs::HTTP };
+    let needs = match (fault, op) {
+        (MatrixFault::None, _) => Needs::NOTHING,
+        (MatrixFault::NotFound, Op::FirstDeploy) => Needs { record_before_create: true, ..Needs::HTTP },
+        _ => Needs::HTTP,
+    };
     Cell { fault, op, exit, end, requests, needs, expect }
 }
 

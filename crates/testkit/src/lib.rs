@@ -7,6 +7,8 @@
 //! crashing releases):
 //!
 //! - [`fly`]: the Fly Machines API (apps, machines, leases, wait, versions, secrets).
+//! - [`railway`]: Railway's public GraphQL API (projects, services, settings, variables,
+//!   deployments, project tokens), validated against shipit's SDL subset.
 //! - [`registry`]: an OCI registry.
 //!
 //! Both can echo what a client sent (its `Authorization` header and body) back in an error body
@@ -26,6 +28,7 @@ pub mod faults;
 pub mod fly;
 pub mod memory;
 mod proxy;
+pub mod railway;
 pub mod registry;
 
 pub use memory::MemoryPlatform;

@@ -1148,7 +1148,10 @@ fn parse_targets(d: &mut Diagnostics<'_>, root: &Fields<'_>, names: &Names<'_>) 
             env_names.contains(&k).then_some(()).ok_or_else(|| (env_names.clone(), "an environment"))
         });
         t.railway.databases = string_map(d, &f, "databases", "the name of a Railway database service", |k| {
-            names.is_database(k).then_some(()).ok_or_else(|| (names.all.iter().copied().filter(|n| names.is_database(n)).collect(), "a database"))
+            names
+                .is_database(k)
+                .then_some(())
+                .ok_or_else(|| (names.all.iter().copied().filter(|n| names.is_database(n)).collect(), "a database"))
         });
     }
     if let Some(e) = targets.get("render")
