@@ -32,8 +32,18 @@ impl Report {
     }
 }
 
-fn token_var(kind: PlatformKind) -> &'static str {
-    shipit_core::github::token_var(kind)
+/// The variables that may hold `kind`'s token, in the order the client reads them.
+fn token_vars(kind: PlatformKind) -> &'static [&'static str] {
+    match kind {
+        PlatformKind::Fly => &["FLY_API_TOKEN"],
+        PlatformKind::Railway => &["RAILWAY_TOKEN", "RAILWAY_API_TOKEN"],
+        PlatformKind::Render => &["RENDER_API_KEY"],
+    }
+}
+
+/// The first of `kind`'s token variables that is set.
+fn token_set(kind: PlatformKind) -> Option<&'static str> {
+    token_vars(kind).iter().copied().find(|v| is_set(v))
 }
 
 fn is_set(var: &str) -> bool {
@@ -66,16 +76,16 @@ pub fn run(cli: &Cli, args: &DoctorArgs) -> Exit {
     kinds.sort();
     kinds.dedup();
     for k in &kinds {
-        let var = token_var(*k);
-        if is_set(var) {
+        if let Some(var) = token_set(*k) {
             r.line(cli, Some(true), "token", &format!("{var} is set ({k})"));
         } else {
+            let vars = token_vars(*k).join(" or ");
             r.line(
                 cli,
-                // Only Fly deploys are built; a missing token for the others is not yet a problem.
-                if *k == PlatformKind::Fly { Some(false) } else { None },
+                // Render deploys are not built; a missing token there is not yet a problem.
+                if *k == PlatformKind::Render { None } else { Some(false) },
                 "token",
-                &format!("{var} is not set: deploys to {k} will fail (export it, in CI from a secret)"),
+                &format!("{vars} is not set: deploys to {k} will fail (export it, in CI from a secret)"),
             );
         }
     }
@@ -105,7 +115,7 @@ pub fn run(cli: &Cli, args: &DoctorArgs) -> Exit {
                     continue;
                 }
             };
-            if !is_set(token_var(kind)) {
+            if token_set(kind).is_none() {
                 continue;
             }
             let Some(environment) = app.environments.get(env) else { continue };
