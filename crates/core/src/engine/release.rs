@@ -84,6 +84,13 @@ pub(crate) async fn run_release(run: Run<'_>, services: &[&Service], images: Ima
         };
         pinned.insert(s.name.clone(), PinnedImage::new(image.clone()).map_err(|e| e.context(&s.name))?);
     }
+    // Every service's deploy described (names, settings, regions) before anything changes: a
+    // manifest one service of which the platform cannot take is refused whole.
+    for s in services {
+        if let Some(p) = pinned.get(&s.name) {
+            platform.describe_deploy(target, s, p.image()).map_err(|e| e.context(&s.name))?;
+        }
+    }
     if let Some(registry) = registry {
         enforce_policy(registry, services, images, opts.force, events).await?;
     }
