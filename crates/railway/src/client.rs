@@ -361,7 +361,7 @@ impl InstanceInfo {
     /// The live deployment (the newest if several).
     pub fn live(&self) -> Option<&DeploymentInfo> {
         let mut live: Vec<&DeploymentInfo> = self.active_deployments.iter().filter(|d| d.is_live()).collect();
-        live.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        live.sort_by(|a, b| time_key(b.created_at.as_deref()).cmp(&time_key(a.created_at.as_deref())));
         live.first().copied()
     }
 }
@@ -402,6 +402,18 @@ enum Mode {
     Idempotent,
     /// A create: sent once; the caller looks after an ambiguous failure.
     Once,
+}
+
+/// An RFC 3339 UTC time (`createdAt`) as a key that sorts by time. As text, `…:07Z` would sort
+/// after `…:07.015Z`, and `…:07.01Z` after `…:07.015Z`: RFC 3339 lets the fraction of a second
+/// be left out or shortened, so the fraction is padded to nine digits here.
+fn time_key(t: Option<&str>) -> (&str, String) {
+    let t = t.unwrap_or_default();
+    // `YYYY-MM-DDTHH:MM:SS`, then an optional fraction, then the zone.
+    let (seconds, rest) = t.split_at_checked(19).unwrap_or((t, ""));
+    let fraction: String =
+        rest.strip_prefix('.').unwrap_or_default().chars().take_while(char::is_ascii_digit).collect();
+    (seconds, format!("{fraction:0<9}"))
 }
 
 /// Removes every `null` (in objects) from `v`, at any depth.
@@ -709,7 +721,7 @@ impl RailwayClient {
         let mut out: Vec<DeploymentInfo> =
             d.deployments.edges.iter().map(|e| via_json("Deployments", &e.node)).collect::<Result<_, _>>()?;
         // Newest first, whatever order the page came in.
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        out.sort_by(|a, b| time_key(b.created_at.as_deref()).cmp(&time_key(a.created_at.as_deref())));
         Ok(out)
     }
 

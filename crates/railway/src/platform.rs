@@ -229,7 +229,8 @@ impl RailwayPlatform {
         if let Some(image) = image {
             s.instance.source.image = match &image.digest {
                 Some(d) => format!("{}@{d}", image.name()),
-                None => image.to_string(),
+                // `deploy --dry-run`: the tag is resolved only when deploying.
+                None => format!("{image}@<digest of the tag>"),
             };
         }
         Ok(s)
@@ -267,7 +268,17 @@ impl RailwayPlatform {
         let vars = self.variables(scope, service_id).await?;
         let keep: BTreeSet<&str> =
             settings.variables.keys().map(String::as_str).chain([OWNED_VARIABLES, FAILED_DEPLOYMENTS]).collect();
-        let variables = vars.into_iter().filter(|(k, _)| keep.contains(k.as_str())).collect();
+        // The others shipit set are kept by name only (a value may be a secret's): a deploy
+        // deletes those the manifest no longer has.
+        let owned = owned_list(vars.get(OWNED_VARIABLES));
+        let variables = vars
+            .into_iter()
+            .filter_map(|(k, v)| match (keep.contains(k.as_str()), owned.contains(&k)) {
+                (true, _) => Some((k, v)),
+                (false, true) => Some((k, None)),
+                (false, false) => None,
+            })
+            .collect();
         let live = info.live();
         let release = live.map(|d| {
             let mut r = Release::new(&d.id, &service.name, ReleaseStatus::Live);
@@ -439,6 +450,7 @@ impl RailwayPlatform {
             self.client.delete_variable(&scope.project.id, &scope.environment.id, &service_id, k).await?;
         }
         if req.cancel.is_cancelled() {
+            self.settle_after_stop(&scope, &service_id, state.as_ref(), &req.events, svc).await;
             return Err(Error::new(ErrorKind::Cancelled, "cancelled before the deployment started"));
         }
         let latest = state.as_ref().and_then(|s| s.latest_id.clone());
@@ -454,7 +466,14 @@ impl RailwayPlatform {
         let policy = shipit_core::retry::RetryPolicy::default();
         let id = d.start(policy.max_retries + 1, policy.min_delay).await?;
         req.events.step(svc, format!("deployment {id} started; waiting for Railway to report it live"));
-        let live = d.wait(&id, req.wait_timeout, &req.cancel).await?;
+        let live = match d.wait(&id, req.wait_timeout, &req.cancel).await {
+            Ok(live) => live,
+            Err(e) if e.kind == ErrorKind::Cancelled => {
+                self.settle_after_stop(&scope, &service_id, state.as_ref(), &req.events, svc).await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         match live.digest() {
             Some(got) if got == req.digest() => {}
             got => {
@@ -471,6 +490,29 @@ impl RailwayPlatform {
         let replicas = if live.instances.is_empty() { replicas_of(&desired) } else { live.instances.len() };
         point.exists = true;
         Ok(Deployed::new(svc, req.digest(), true, replicas))
+    }
+
+    /// After Ctrl-C / SIGTERM (the engine restores nothing then): the deployment was cancelled
+    /// and the earlier one still serves, so the source and settings go back to it too, leaving
+    /// the service on a known image. Best effort, bounded.
+    async fn settle_after_stop(
+        &self,
+        scope: &Scope,
+        service_id: &str,
+        state: Option<&State>,
+        events: &shipit_core::Events,
+        svc: &str,
+    ) {
+        let Some(state) = state.filter(|s| s.live_digest.is_some()) else { return };
+        let put_back = self.client.service_instance_update(service_id, &scope.environment.id, &state.input);
+        match tokio::time::timeout(Duration::from_secs(30), put_back).await {
+            Ok(Ok(())) => events.step(
+                svc,
+                format!("stopped: the service points at {} again", state.live_digest.as_deref().unwrap_or_default()),
+            ),
+            Ok(Err(e)) => events.warn(Some(svc), format!("stopped, and could not point the service back: {e}")),
+            Err(_) => events.warn(Some(svc), "stopped, and could not point the service back: no answer"),
+        }
     }
 
     /// Adds `id` to the deployments shipit took back (never a rollback target again).

@@ -11,7 +11,9 @@ use shipit_core::retry::RetryPolicy;
 use shipit_core::{App, Platform, PlatformKind};
 use shipit_railway::{RailwayPlatform, RailwayToken};
 use shipit_testkit::conformance::{self, CallClass, Harness, HttpFault, HttpFaults, LoggedRequest};
-use shipit_testkit::railway::{API_TOKEN, Behaviour, Fault, RailwayFake, RecordedRequest};
+use shipit_testkit::railway::{
+    API_TOKEN, Behaviour, FakeDeployment, FakeInstance, Fault, RailwayFake, RecordedRequest,
+};
 
 /// The client's timeout for one request: short, so a slow answer can outlast it.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
@@ -217,4 +219,170 @@ impl HttpFaults for Railway {
     fn faults_left(&self) -> u32 {
         self.fake.faults_left()
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// For the focused tests (deploy.rs, variables.rs, releases.rs, tokens.rs, resolution.rs,
+// faults.rs): a fake with project `conf` and environments `staging` and `production`, manifests
+// written per test, and the engine driven as the CLI drives it.
+
+/// Operations that change something on Railway (everything but the reads).
+pub fn is_mutation(op: &str) -> bool {
+    !READS.contains(&op)
+}
+
+/// The mutations among `ops`.
+pub fn mutations(ops: &[String]) -> Vec<String> {
+    ops.iter().filter(|op| is_mutation(op)).cloned().collect()
+}
+
+/// A fake with project `conf` (environments `staging` and `production`).
+pub struct World {
+    pub fake: RailwayFake,
+    pub project: String,
+    pub staging: String,
+    pub production: String,
+}
+
+impl World {
+    pub async fn new() -> Self {
+        let fake = RailwayFake::start().await;
+        let project = fake.seed_project("conf");
+        let staging = fake.seed_environment(&project, "staging");
+        let production = fake.seed_environment(&project, "production");
+        Self { fake, project, staging, production }
+    }
+
+    /// A platform with the account token (a fresh one is a fresh `shipit` process: nothing
+    /// cached).
+    pub fn platform(&self) -> RailwayPlatform {
+        platform(&self.fake, api_token())
+    }
+
+    /// A platform with a project token bound to `env_id` of the project.
+    pub fn project_token_platform(&self, env_id: &str) -> RailwayPlatform {
+        let token = self.fake.create_project_token(&self.project, env_id);
+        platform(&self.fake, RailwayToken::Project(SecretString::from(token)))
+    }
+
+    /// The id of Railway service `name`.
+    pub fn service(&self, name: &str) -> String {
+        self.fake.service_id(&self.project, name).unwrap_or_else(|| panic!("no Railway service {name}"))
+    }
+
+    /// The staging instance of Railway service `name`.
+    pub fn instance(&self, name: &str) -> FakeInstance {
+        self.instance_in(&self.staging, name)
+    }
+
+    pub fn instance_in(&self, env_id: &str, name: &str) -> FakeInstance {
+        self.fake.instance(&self.project, env_id, &self.service(name)).unwrap()
+    }
+
+    /// Staging deployments of `name`, newest first.
+    pub fn deployments(&self, name: &str) -> Vec<FakeDeployment> {
+        self.fake.deployments(&self.project, &self.staging, &self.service(name))
+    }
+
+    /// What serves `name` in staging.
+    pub fn live(&self, name: &str) -> Option<FakeDeployment> {
+        self.fake.live_deployment(&self.project, &self.staging, &self.service(name))
+    }
+
+    /// A staging variable of `name`.
+    pub fn variable(&self, name: &str, var: &str) -> Option<String> {
+        self.fake.variable(&self.project, &self.staging, &self.service(name), var).flatten()
+    }
+
+    /// Whether staging variable `var` of `name` is set at all.
+    pub fn has_variable(&self, name: &str, var: &str) -> bool {
+        self.fake.variable(&self.project, &self.staging, &self.service(name), var).is_some()
+    }
+
+    /// Sets a variable as if in Railway's dashboard.
+    pub fn set_by_hand(&self, name: &str, var: &str, value: &str) {
+        assert!(self.fake.seed_variable(&self.project, &self.staging, &self.service(name), var, Some(value)));
+    }
+
+    /// Operations received since request number `since` (a `fake.requests().len()`).
+    pub fn ops_since(&self, since: usize) -> Vec<String> {
+        self.fake.requests().into_iter().skip(since).filter_map(|r| r.operation).collect()
+    }
+
+    pub fn requests_now(&self) -> usize {
+        self.fake.requests().len()
+    }
+}
+
+/// The registry, app name and a `[targets.railway]` table every focused test's manifest shares;
+/// `rest` has the services, databases and environments.
+pub fn app(rest: &str) -> App {
+    let text = format!("app = \"conf\"\n[registry]\nhost = \"registry.example.com\"\nnamespace = \"acme\"\n\n{rest}\n");
+    shipit_core::parse(&text, "shipit.toml").unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+/// Environment `env` of `app`.
+pub fn target<'a>(app: &'a App, env: &str) -> shipit_core::Target<'a> {
+    shipit_core::Target { app, env: app.environments.get(env).unwrap_or_else(|| panic!("no environment {env}")) }
+}
+
+/// Deploy options: a 5 s wait, a git sha.
+pub fn opts() -> shipit_core::engine::DeployOptions {
+    let mut o = shipit_core::engine::DeployOptions::default();
+    o.wait_timeout = Duration::from_secs(5);
+    o.git_sha = Some("c0ffee1".to_string());
+    o
+}
+
+/// The digest of `service` at `label` (`sha256:` of `<service>-<label>`).
+pub fn digest(service: &str, label: &str) -> String {
+    conformance::digest(&format!("{service}-{label}"))
+}
+
+/// The image of `service` pinned to its `label` digest.
+pub fn image(app: &App, env: &str, service: &str, label: &str) -> shipit_core::ImageRef {
+    let t = target(app, env);
+    let svc = t.env.services.get(service).unwrap_or_else(|| panic!("no service {service}"));
+    svc.image.with_tag(label).with_digest(&digest(service, label))
+}
+
+/// Deploys `services` of `env` at `label` through the engine.
+pub async fn deploy_with(
+    platform: &dyn Platform,
+    app: &App,
+    env: &str,
+    services: &[&str],
+    label: &str,
+    o: &shipit_core::engine::DeployOptions,
+    events: &shipit_core::Events,
+) -> shipit_core::engine::Summary {
+    let images = services.iter().map(|s| (s.to_string(), image(app, env, s, label))).collect();
+    shipit_core::engine::deploy_digests(platform, None, target(app, env), "deploy", &images, o, events)
+        .await
+        .unwrap_or_else(|e| panic!("deploy {label}: {e}"))
+}
+
+/// Deploys `services` of staging at `label` with [`opts`].
+pub async fn deploy(
+    platform: &dyn Platform,
+    app: &App,
+    services: &[&str],
+    label: &str,
+) -> shipit_core::engine::Summary {
+    deploy_with(platform, app, "staging", services, label, &opts(), &shipit_core::Events::none()).await
+}
+
+/// Syncs the secrets of `service` in staging from `values`.
+pub async fn sync(platform: &dyn Platform, app: &App, service: &str, values: &[(&str, &str)]) {
+    let values: Vec<(String, String)> = values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    shipit_core::engine::sync_secrets(platform, target(app, "staging"), &[service.to_string()], |name| {
+        values.iter().find(|(k, _)| k == name).map(|(_, v)| SecretString::from(v.clone()))
+    })
+    .await
+    .unwrap();
+}
+
+/// The report of `service` in `summary`.
+pub fn report<'a>(summary: &'a shipit_core::engine::Summary, service: &str) -> &'a shipit_core::engine::ServiceReport {
+    summary.services.iter().find(|r| r.service == service).unwrap_or_else(|| panic!("{service} in {summary:?}"))
 }
