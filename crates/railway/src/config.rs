@@ -18,7 +18,8 @@ pub const PROJECT_TOKEN_ENV: &str = "RAILWAY_TOKEN";
 pub const API_TOKEN_ENV: &str = "RAILWAY_API_TOKEN";
 /// Replaces the whole endpoint URL (a fake in tests).
 pub const ENDPOINT_ENV: &str = "SHIPIT_RAILWAY_API_URL";
-/// The poll interval (a Go duration, e.g. `"50ms"`): for tests of the binary against a fake.
+/// The poll interval of a deployment (a Go duration, e.g. `"10s"`; default 2 s): longer saves
+/// requests on plans with low hourly limits, shorter suits tests against a fake.
 pub const POLL_INTERVAL_ENV: &str = "SHIPIT_RAILWAY_POLL_INTERVAL";
 
 /// A Railway token and how it is sent.
