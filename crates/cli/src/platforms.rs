@@ -20,7 +20,7 @@
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use shipit_core::http::Scrubber;
-use shipit_core::{Error, ErrorKind, PlannedCall, Platform, PlatformKind, Service, Strategy, Target};
+use shipit_core::{Error, PlannedCall, Platform, PlatformKind, Service, Strategy, Target};
 
 use crate::cli::Cli;
 use crate::exit::Exit;
@@ -98,12 +98,10 @@ pub fn platform(kind: PlatformKind) -> Result<Box<dyn Platform>, Error> {
             let config = shipit_railway::RailwayConfig::from_env().scrubber(scrubber());
             Ok(Box::new(config.build().map_err(|e| Error::from(e).scrubbed(&scrubber()))?))
         }
-        PlatformKind::Render => Err(Error::new(
-            ErrorKind::Unsupported,
-            format!(
-                "deploying to {kind} is not built yet; `shipit render --to {kind}` writes its files. Fly.io is supported: --to fly"
-            ),
-        )),
+        PlatformKind::Render => {
+            let config = shipit_render::RenderConfig::from_env().scrubber(scrubber());
+            Ok(Box::new(config.build().map_err(|e| Error::from(e).scrubbed(&scrubber()))?))
+        }
     }
 }
 

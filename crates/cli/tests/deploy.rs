@@ -222,17 +222,20 @@ fn dry_run_json_prints_every_call_as_an_object() {
 }
 
 #[test]
-fn render_deploys_are_not_built_yet() {
+fn render_dry_run_lists_the_rest_calls_without_a_key() {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/forgestack/shipit.toml");
     let out = Command::cargo_bin("shipit")
         .unwrap()
+        .env_remove("RENDER_API_KEY")
         .arg("-f")
         .arg(&manifest)
-        .args(["deploy", "--to", "render", "--env", "staging", "--tag", "x"])
+        .args(["--json", "deploy", "--to", "render", "--env", "staging", "--tag", "x", "--dry-run"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(4));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("https://api.render.com/v1/services/{id}/deploys"), "{stdout}");
+    assert!(stdout.contains("imageUrl"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,6 +237,13 @@ pub struct HealthCheck {
     pub grace: GoDuration,
 }
 
+impl HealthCheck {
+    /// The default `(interval, timeout, grace)`: 15 s, 5 s, 10 s.
+    pub fn default_timing() -> (GoDuration, GoDuration, GoDuration) {
+        (GoDuration::from_secs(15), GoDuration::from_secs(5), GoDuration::from_secs(10))
+    }
+}
+
 /// How many instances run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -536,6 +543,8 @@ pub struct RenderTarget {
     pub plans: BTreeMap<String, String>,
     /// Name of the registry credential Render uses to pull private images.
     pub registry_credential: Option<String>,
+    /// The workspace (owner), by id or name; default: the only one the API key sees.
+    pub owner: Option<String>,
 }
 
 /// A platform name template with `{app}`, `{service}` and `{env}` placeholders.

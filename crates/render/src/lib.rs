@@ -21,6 +21,15 @@
 //! - The output is serialized from typed structs, so field order is fixed and two renders of
 //!   the same manifest are byte-identical.
 
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod platform;
 pub mod render;
+mod rollout;
 
+pub use client::RenderClient;
+pub use config::RenderConfig;
+pub use error::RenderApiError;
+pub use platform::RenderPlatform;
 pub use render::render;

@@ -317,6 +317,18 @@ pub fn blueprint(app: &App, env: &str) -> Result<Blueprint, RenderError> {
     Ok(Blueprint { services, databases })
 }
 
+/// One service of environment `env` as the Blueprint describes it (what `deploy` sends, in the
+/// API's vocabulary, is built from this).
+pub fn service_of(app: &App, env: &str, svc: &Service) -> Result<ServerService, RenderError> {
+    let environment = app.environment(env).map_err(|e| err(e.to_string()))?;
+    let env_region = match environment.target {
+        None | Some(shipit_core::PlatformKind::Render) => environment.regions.first().map(String::as_str),
+        Some(_) => None,
+    };
+    let region = region(app, &environment.name, env_region)?;
+    server_service(app, env, svc, &region)
+}
+
 /// `targets.render.region`, else the environment's first region (when it targets Render), else
 /// `oregon`; checked.
 fn region(app: &App, env: &str, first: Option<&str>) -> Result<String, RenderError> {
@@ -519,4 +531,30 @@ fn reference(app: &App, env: &str, svc: &Service, key: &str, r: &Reference) -> R
             })
         }
     }
+}
+
+/// What the manifest asks of Render environments that Render cannot do through its API, one
+/// line each (`shipit validate` prints them as warnings): a health check's interval, timeout or
+/// grace (Render fixes them), a health check on a worker, a restart policy.
+pub fn unsupported_settings(app: &App) -> Vec<String> {
+    let defaults = shipit_core::HealthCheck::default_timing();
+    let mut out = Vec::new();
+    for env in app.environments.values().filter(|e| e.target == Some(PlatformKind::Render)) {
+        for svc in env.services.values() {
+            let at = format!("environment {:?}, service `{}`", env.name, svc.name);
+            if let Some(h) = &svc.health {
+                if svc.port.is_none() {
+                    out.push(format!("{at}: Render runs no health check on a worker; `health` is ignored there"));
+                } else if (h.interval, h.timeout, h.grace) != defaults {
+                    out.push(format!(
+                        "{at}: Render fixes a health check's timing (5 s per probe, failing after 15 minutes); `health.interval`, `timeout` and `grace` are ignored"
+                    ));
+                }
+            }
+            if svc.restart.is_some() {
+                out.push(format!("{at}: Render always restarts a service that exits; `restart` is ignored"));
+            }
+        }
+    }
+    out
 }

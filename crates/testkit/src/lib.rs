@@ -9,6 +9,9 @@
 //! - [`fly`]: the Fly Machines API (apps, machines, leases, wait, versions, secrets).
 //! - [`railway`]: Railway's public GraphQL API (projects, services, settings, variables,
 //!   deployments, project tokens), validated against shipit's SDL subset.
+//! - [`render`]: Render's public REST API (owners, image-backed services, deploys with a
+//!   one-at-a-time queue, rollbacks, env vars, scaling, registry credentials, read-only
+//!   databases, per-service and per-key rate buckets).
 //! - [`registry`]: an OCI registry.
 //!
 //! Both can echo what a client sent (its `Authorization` header and body) back in an error body
@@ -30,5 +33,6 @@ pub mod memory;
 mod proxy;
 pub mod railway;
 pub mod registry;
+pub mod render;
 
 pub use memory::MemoryPlatform;

@@ -82,8 +82,7 @@ pub fn run(cli: &Cli, args: &DoctorArgs) -> Exit {
             let vars = token_vars(*k).join(" or ");
             r.line(
                 cli,
-                // Render deploys are not built; a missing token there is not yet a problem.
-                if *k == PlatformKind::Render { None } else { Some(false) },
+                Some(false),
                 "token",
                 &format!("{vars} is not set: deploys to {k} will fail (export it, in CI from a secret)"),
             );

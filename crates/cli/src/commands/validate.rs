@@ -10,6 +10,7 @@ pub fn run(cli: &Cli) -> Exit {
         Ok(app) => app,
         Err(exit) => return exit,
     };
+    let warnings = shipit_render::render::unsupported_settings(&app);
     if cli.json {
         let envs: Vec<_> = app
             .environments
@@ -25,6 +26,7 @@ pub fn run(cli: &Cli) -> Exit {
                 "services": app.services.keys().collect::<Vec<_>>(),
                 "databases": app.databases.keys().collect::<Vec<_>>(),
                 "environments": envs,
+                "warnings": warnings,
             })
         );
     }
@@ -51,5 +53,10 @@ pub fn run(cli: &Cli) -> Exit {
             app.environments.keys().cloned().collect::<Vec<_>>().join(", "),
         ),
     );
+    if !cli.json {
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
+    }
     Exit::Ok
 }

@@ -46,7 +46,7 @@ const ENVIRONMENT_KEYS: &[&str] = &["target", "regions", "strategy", "services"]
 const TARGET_NAMES: &[&str] = &["fly", "railway", "render"];
 const FLY_KEYS: &[&str] = &["org", "primary_region", "name_template"];
 const RAILWAY_KEYS: &[&str] = &["project", "name_template", "region", "environments", "databases"];
-const RENDER_KEYS: &[&str] = &["region", "name_template", "registry_credential", "services"];
+const RENDER_KEYS: &[&str] = &["region", "name_template", "registry_credential", "services", "owner"];
 const RENDER_SERVICE_KEYS: &[&str] = &["plan"];
 
 /// The largest manifest that [`load`] and [`parse_bytes`] accept: 1 MiB.
@@ -522,7 +522,7 @@ fn parse_build(d: &mut Diagnostics<'_>, f: &Fields<'_>, name: &str) -> BuildSpec
 
 fn parse_health(d: &mut Diagnostics<'_>, f: &Fields<'_>, e: &Entry) -> Option<HealthCheck> {
     let path = f.child_path("health");
-    let defaults = (GoDuration::from_secs(15), GoDuration::from_secs(5), GoDuration::from_secs(10));
+    let defaults = HealthCheck::default_timing();
     let check_path = |d: &mut Diagnostics<'_>, p: &str, span: &Span| -> Option<String> {
         if p.starts_with('/') && !p.contains(char::is_whitespace) {
             Some(p.to_string())
@@ -1082,6 +1082,7 @@ fn parse_targets(d: &mut Diagnostics<'_>, root: &Fields<'_>, names: &Names<'_>) 
             name_template: default_template(),
             plans: BTreeMap::new(),
             registry_credential: None,
+            owner: None,
         },
     };
     let Some(e) = root.get("targets") else { return t };
@@ -1159,6 +1160,7 @@ fn parse_targets(d: &mut Diagnostics<'_>, root: &Fields<'_>, names: &Names<'_>) 
     {
         t.render.declared = true;
         t.render.region = f.string(d, "region", "a Render region like \"oregon\"").map(str::to_string);
+        t.render.owner = f.string(d, "owner", "a Render workspace id or name").map(str::to_string);
         t.render.registry_credential =
             f.string(d, "registry_credential", "the name of a Render registry credential").map(str::to_string);
         if let Some(tpl) = template(d, &f) {
