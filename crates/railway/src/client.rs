@@ -502,6 +502,11 @@ impl RailwayClient {
         self.inner.token.as_ref().map_or(API_TOKEN_ENV, RailwayToken::env_var)
     }
 
+    /// The retry policy (also the cap on waits before a deployment is sent again).
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.inner.retry
+    }
+
     /// Requests sent so far (every attempt counts).
     pub fn requests_sent(&self) -> u64 {
         self.inner.sent.load(Ordering::Relaxed)

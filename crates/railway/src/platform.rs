@@ -463,8 +463,7 @@ impl RailwayPlatform {
             latest.as_deref(),
             &req.events,
         );
-        let policy = shipit_core::retry::RetryPolicy::default();
-        let id = d.start(policy.max_retries + 1, policy.min_delay).await?;
+        let id = d.start().await?;
         req.events.step(svc, format!("deployment {id} started; waiting for Railway to report it live"));
         let live = match d.wait(&id, req.wait_timeout, &req.cancel).await {
             Ok(live) => live,
@@ -574,8 +573,7 @@ impl RailwayPlatform {
         let latest = info.latest_deployment.as_ref().map(|d| d.id.clone());
         let git_sha = point.release.as_ref().and_then(|r| r.git_sha.clone());
         let d = self.deployment(&scope, service_id, svc, &digest, git_sha.as_deref(), latest.as_deref(), &req.events);
-        let policy = shipit_core::retry::RetryPolicy::default();
-        let id = d.start(policy.max_retries + 1, policy.min_delay).await?;
+        let id = d.start().await?;
         req.events.step(svc, format!("deployment {id} of {digest} started, with today's variables"));
         let done = d.wait(&id, req.wait_timeout, &req.cancel).await?;
         if done.digest().as_deref() != Some(digest.as_str()) {

@@ -32,13 +32,14 @@ impl Deployment<'_> {
     /// Starts the deployment (`serviceInstanceDeployV2`) and answers its id. Never sent twice:
     /// after an ambiguous failure (5xx, a lost or unreadable answer) the service's newest
     /// deployment is read, and one newer than `latest_before` with this digest is the one sent.
-    pub async fn start(&self, attempts: usize, min_delay: Duration) -> Result<String, Error> {
+    pub async fn start(&self) -> Result<String, Error> {
+        let policy = self.client.retry_policy();
         let mut last: Option<RailwayError> = None;
-        let mut delay = min_delay;
-        for attempt in 0..attempts.max(1) {
+        let mut delay = policy.min_delay;
+        for attempt in 0..=policy.max_retries {
             if attempt > 0 {
                 let asked = last.as_ref().and_then(RailwayError::retry_after).unwrap_or(delay);
-                tokio::time::sleep(asked.min(Duration::from_secs(20))).await;
+                tokio::time::sleep(asked.min(policy.max_delay)).await;
                 delay = delay.saturating_mul(2);
             }
             match self.client.deploy(self.service_id, self.environment_id, self.git_sha).await {

@@ -273,6 +273,12 @@ impl RenderClient {
         &self.inner.scrubber
     }
 
+    /// The retry policy (also the cap on waits for creates and deploys, which are not retried
+    /// blindly).
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.inner.retry
+    }
+
     /// Requests sent so far.
     pub fn requests_sent(&self) -> u64 {
         self.inner.sent.load(Ordering::Relaxed)

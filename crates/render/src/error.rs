@@ -182,7 +182,16 @@ pub fn parse_error(status: StatusCode, headers: &HeaderMap, body: &[u8], scrubbe
         404 => RenderApiError::NotFound { message },
         409 => RenderApiError::Conflict { message },
         429 => RenderApiError::RateLimited { retry_after: wait_of(headers), message },
-        s if s >= 500 => RenderApiError::Server { status: s, message, retry_after: wait_of(headers) },
+        // Ratelimit-Reset is about the rate limit, not an outage: only Retry-After counts here.
+        s if s >= 500 => RenderApiError::Server {
+            status: s,
+            message,
+            retry_after: http::retry_after(
+                headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()),
+                SystemTime::now(),
+                http::MAX_WAIT,
+            ),
+        },
         s => RenderApiError::Api { status: s, message },
     }
 }

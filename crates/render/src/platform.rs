@@ -296,7 +296,12 @@ impl RenderPlatform {
         declared: &BTreeSet<String>,
     ) -> Result<RestorePoint, Error> {
         let id = s.id().to_string();
-        let deploys = self.client.deploys(&id, 10).await?;
+        let deploys = match self.client.deploys(&id, 10).await {
+            Ok(d) => d,
+            // Deleted since it was listed.
+            Err(RenderApiError::NotFound { .. }) => return Ok(RestorePoint::missing(&service.name)),
+            Err(e) => return Err(e.into()),
+        };
         let live = deploys.iter().find(|d| d.status == "live");
         let env = self.client.env_vars(&id).await?;
         let owned = list(env.get(OWNED_VARIABLES).map(String::as_str));
@@ -487,7 +492,6 @@ impl RenderPlatform {
             return Err(Error::new(ErrorKind::Cancelled, "cancelled before anything changed"));
         }
         let credential = self.credential(target, &owner, req.image.image()).await?;
-        let policy = shipit_core::retry::RetryPolicy::default();
         let Some(state) = state_of(point).filter(|_| point.exists) else {
             return self.create(req, &owner, &name, &d, credential.as_deref(), touched).await;
         };
@@ -532,7 +536,7 @@ impl RenderPlatform {
         self.set_env(&id, &state.env, &d, &req.events, svc).await?;
         let known: BTreeSet<String> = state.known.iter().cloned().collect();
         let r = self.rollout(&id, svc, &d.image_ref, req.digest(), known, &req.events);
-        let deploy_id = r.start(Start::Image(&d.image_ref), policy.max_retries + 1, policy.min_delay).await?;
+        let deploy_id = r.start(Start::Image(&d.image_ref)).await?;
         req.events.step(svc, format!("deploy {deploy_id} started; waiting for Render to report it live"));
         let live = r.wait(&deploy_id, req.wait_timeout, &req.cancel).await?;
         self.check_digest(&live, req.digest())?;
@@ -595,15 +599,8 @@ impl RenderPlatform {
         }
         let body = json!({ "type": d.kind, "name": name, "ownerId": owner, "image": image, "envVars": env, "serviceDetails": details });
         req.events.step(svc, format!("creating service {name} (Render starts its first deploy at once)"));
+        let (service, deploy_id) = self.create_once(owner, name, body, &req.events, svc).await?;
         touched.store(true, Ordering::SeqCst);
-        let (service, deploy_id) = match self.client.create_service(body.clone(), &Scrubber::new()).await {
-            Ok(x) => x,
-            Err(e) if e.may_have_applied() => match self.client.find_service(owner, name).await? {
-                Some(s) => (s, None),
-                None => self.client.create_service(body, &Scrubber::new()).await?,
-            },
-            Err(e) => return Err(e.into()),
-        };
         let id = service.id().to_string();
         if let Some(a) = d.spec.scaling {
             self.client.autoscale(&id, a.min_instances, a.max_instances, a.target_cpu_percent).await?;
@@ -619,6 +616,58 @@ impl RenderPlatform {
         let live = r.wait(&deploy_id, req.wait_timeout, &req.cancel).await?;
         self.check_digest(&live, req.digest())?;
         Ok(Deployed::new(svc, req.digest(), true, d.spec.num_instances.unwrap_or(1) as usize))
+    }
+
+    /// `POST /services`, made safe by a lookup: after an ambiguous failure the service is looked
+    /// up by name and only created again if it is not there; a 429 is waited out.
+    async fn create_once(
+        &self,
+        owner: &str,
+        name: &str,
+        body: Value,
+        events: &shipit_core::Events,
+        svc: &str,
+    ) -> Result<(RenderService, Option<String>), Error> {
+        let policy = self.client.retry_policy();
+        let mut delay = policy.min_delay;
+        let mut last: Option<RenderApiError> = None;
+        for attempt in 0..=policy.max_retries {
+            if attempt > 0 {
+                let wait = last.as_ref().and_then(RenderApiError::retry_after).unwrap_or(delay).min(policy.max_delay);
+                if matches!(last, Some(RenderApiError::RateLimited { .. })) {
+                    events.step(
+                        svc,
+                        format!("rate limited by Render: waiting {}s before creating {name}", wait.as_secs()),
+                    );
+                }
+                tokio::time::sleep(wait).await;
+                delay = delay.saturating_mul(2);
+            }
+            match self.client.create_service(body.clone(), &Scrubber::new()).await {
+                Ok(x) => return Ok(x),
+                Err(e) if e.may_have_applied() => {
+                    if let Some(s) = self.client.find_service(owner, name).await? {
+                        events.step(
+                            svc,
+                            format!("the answer was lost, but service {name} was created: following its first deploy"),
+                        );
+                        return Ok((s, None));
+                    }
+                    last = Some(e);
+                }
+                Err(e @ RenderApiError::RateLimited { .. }) => last = Some(e),
+                Err(RenderApiError::Conflict { message }) => {
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "Render has a service named {name} already ({message}): another deploy is creating it (nothing was changed)"
+                        ),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last.map_or_else(|| Error::new(ErrorKind::Other, "the service was not created"), Error::from))
     }
 
     async fn record_failed(&self, id: &str, deploy: &str) -> Result<(), Error> {
@@ -702,9 +751,8 @@ impl RenderPlatform {
         let image_ref = state.image_path.clone().unwrap_or_default();
         let known: BTreeSet<String> = deploys.iter().map(|d| d.id.clone()).collect();
         let r = self.rollout(&id, svc, &image_ref, &digest, known, &req.events);
-        let policy = shipit_core::retry::RetryPolicy::default();
         req.events.step(svc, format!("rolling back to deploy {target_deploy} ({digest})"));
-        let new = r.start(Start::Rollback(&target_deploy), policy.max_retries + 1, policy.min_delay).await?;
+        let new = r.start(Start::Rollback(&target_deploy)).await?;
         let done = r.wait(&new, req.wait_timeout, &req.cancel).await?;
         self.check_digest(&done, &digest)?;
         Ok(Deployed::new(svc, digest, true, now.num_instances().unwrap_or(1) as usize))
@@ -918,7 +966,11 @@ impl Platform for RenderPlatform {
         let Some((_, s)) = self.find(target, service).await? else {
             return Ok(ServiceStatus::missing(&service.name, name));
         };
-        let deploys = self.client.deploys(s.id(), 10).await?;
+        let deploys = match self.client.deploys(s.id(), 10).await {
+            Ok(d) => d,
+            Err(RenderApiError::NotFound { .. }) => return Ok(ServiceStatus::missing(&service.name, name)),
+            Err(e) => return Err(e.into()),
+        };
         let mut st = ServiceStatus::missing(&service.name, name);
         st.exists = true;
         if let Some(live) = deploys.iter().find(|d| d.status == "live") {
@@ -950,7 +1002,11 @@ impl Platform for RenderPlatform {
 
     async fn releases(&self, target: Target<'_>, service: &Service) -> Result<Vec<Release>, Error> {
         let Some((_, s)) = self.find(target, service).await? else { return Ok(Vec::new()) };
-        let deploys = self.client.deploys(s.id(), HISTORY).await?;
+        let deploys = match self.client.deploys(s.id(), HISTORY).await {
+            Ok(d) => d,
+            Err(RenderApiError::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
         let failed = if deploys.iter().any(|d| d.status == "deactivated" || d.status == "live") {
             list(self.client.env_vars(s.id()).await?.get(FAILED_DEPLOYS).map(String::as_str))
         } else {
@@ -989,8 +1045,20 @@ impl Platform for RenderPlatform {
                 ),
             ));
         };
-        let id = s.id().to_string();
-        let env = self.client.env_vars(&id).await?;
+        let mut id = s.id().to_string();
+        let env = match self.client.env_vars(&id).await {
+            Ok(env) => env,
+            Err(RenderApiError::NotFound { .. }) => {
+                // Gone, or not visible yet: look it up once more.
+                let again = self.client.find_service(&self.owner(target.app).await?, &name).await?;
+                let Some(s) = again else {
+                    return Err(Error::new(ErrorKind::NotFound, format!("service {name} does not exist on Render")));
+                };
+                id = s.id().to_string();
+                self.client.env_vars(&id).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut owned = list(env.get(OWNED_VARIABLES).map(String::as_str));
         for (k, v) in values {
             let secrets = Scrubber::new().with_secret(v.expose_secret());

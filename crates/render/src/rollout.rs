@@ -40,13 +40,13 @@ impl Rollout<'_> {
     /// failure is resolved by listing the newest deploys for a new one of this image; only if
     /// there is none is the request sent again. A 429 is waited out (the rate limit's reset),
     /// never turned into two deploys.
-    pub async fn start(&self, how: Start<'_>, attempts: usize, min_delay: Duration) -> Result<String, Error> {
+    pub async fn start(&self, how: Start<'_>) -> Result<String, Error> {
+        let policy = self.client.retry_policy();
         let mut last: Option<RenderApiError> = None;
-        let mut delay = min_delay;
-        for attempt in 0..attempts.max(1) {
+        let mut delay = policy.min_delay;
+        for attempt in 0..=policy.max_retries {
             if attempt > 0 {
-                let wait =
-                    last.as_ref().and_then(RenderApiError::retry_after).unwrap_or(delay).min(Duration::from_secs(60));
+                let wait = last.as_ref().and_then(RenderApiError::retry_after).unwrap_or(delay).min(policy.max_delay);
                 if matches!(last, Some(RenderApiError::RateLimited { .. })) {
                     self.events.step(
                         self.service,
