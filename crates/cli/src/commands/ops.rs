@@ -500,7 +500,12 @@ pub fn secrets_sync(cli: &Cli, args: &SecretsSyncArgs) -> Exit {
                         out.json_line(&serde_json::to_value(d).unwrap_or_default());
                     } else {
                         let version = d.version.map(|v| format!(" (secrets version {v})")).unwrap_or_default();
-                        show!("{}: set {}{version}", d.service, d.names.join(", "));
+                        // Railway and Render apply variables at a service's next deploy.
+                        let when = match platform.kind() {
+                            shipit_core::PlatformKind::Fly => "",
+                            _ => "; they apply at the next deploy",
+                        };
+                        show!("{}: set {}{version}{when}", d.service, d.names.join(", "));
                     }
                 }
                 if done.is_empty() {
