@@ -535,7 +535,8 @@ fn reference(app: &App, env: &str, svc: &Service, key: &str, r: &Reference) -> R
 
 /// What the manifest asks of Render environments that Render cannot do through its API, one
 /// line each (`shipit validate` prints them as warnings): a health check's interval, timeout or
-/// grace (Render fixes them), a health check on a worker, a restart policy.
+/// grace (Render fixes them) and a restart policy. (A health check on a worker is refused by the
+/// manifest itself, on every platform.)
 pub fn unsupported_settings(app: &App) -> Vec<String> {
     let defaults = shipit_core::HealthCheck::default_timing();
     let mut out = Vec::new();
@@ -543,9 +544,7 @@ pub fn unsupported_settings(app: &App) -> Vec<String> {
         for svc in env.services.values() {
             let at = format!("environment {:?}, service `{}`", env.name, svc.name);
             if let Some(h) = &svc.health {
-                if svc.port.is_none() {
-                    out.push(format!("{at}: Render runs no health check on a worker; `health` is ignored there"));
-                } else if (h.interval, h.timeout, h.grace) != defaults {
+                if (h.interval, h.timeout, h.grace) != defaults {
                     out.push(format!(
                         "{at}: Render fixes a health check's timing (5 s per probe, failing after 15 minutes); `health.interval`, `timeout` and `grace` are ignored"
                     ));

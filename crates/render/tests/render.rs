@@ -257,3 +257,31 @@ fn regions_of_another_platform_are_not_renders() {
     let e = shipit_render::render(&app, "production").unwrap_err();
     assert!(e.message.contains("\"iad\""), "{e}");
 }
+
+#[test]
+fn what_render_cannot_do_is_listed_for_validate() {
+    let text = r#"app = "shop"
+[registry]
+namespace = "acme"
+[services.api]
+port = 8080
+health = { path = "/healthz", timeout = "2s" }
+restart = { policy = "never" }
+[services.jobs]
+[services.web]
+port = 3000
+health = "/"
+[environments.staging]
+target = "render"
+[environments.fly]
+target = "fly"
+[targets.render]
+[targets.fly]
+"#;
+    let app = shipit_core::parse(text, "shipit.toml").unwrap();
+    let warnings = shipit_render::render::unsupported_settings(&app);
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert!(warnings[0].contains("`api`") && warnings[0].contains("timing"), "{warnings:#?}");
+    assert!(warnings[1].contains("`api`") && warnings[1].contains("restart"), "{warnings:#?}");
+    assert!(warnings.iter().all(|w| w.contains("\"staging\"")), "only the Render environment: {warnings:#?}");
+}
