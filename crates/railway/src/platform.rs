@@ -32,6 +32,10 @@ pub const OWNED_VARIABLES: &str = "SHIPIT_VARIABLES";
 /// The variable in which shipit records deployments it took back after they went live (an
 /// `--atomic` rollback), so they are never rollback targets.
 pub const FAILED_DEPLOYMENTS: &str = "SHIPIT_FAILED_DEPLOYMENTS";
+/// The variable `secrets sync` sets to the deployment that was live when it changed a value: while
+/// that deployment is still live, the new values have not been rolled out, and a deploy of the
+/// same digest deploys anyway.
+pub const SECRETS_PENDING: &str = "SHIPIT_SECRETS_PENDING";
 /// How many deployments `releases` reads.
 const HISTORY: i64 = 20;
 /// How many failed deployment ids are kept in [`FAILED_DEPLOYMENTS`].
@@ -266,8 +270,12 @@ impl RailwayPlatform {
             return Ok(RestorePoint::missing(&service.name));
         };
         let vars = self.variables(scope, service_id).await?;
-        let keep: BTreeSet<&str> =
-            settings.variables.keys().map(String::as_str).chain([OWNED_VARIABLES, FAILED_DEPLOYMENTS]).collect();
+        let keep: BTreeSet<&str> = settings
+            .variables
+            .keys()
+            .map(String::as_str)
+            .chain([OWNED_VARIABLES, FAILED_DEPLOYMENTS, SECRETS_PENDING])
+            .collect();
         // The others shipit set are kept by name only (a value may be a secret's): a deploy
         // deletes those the manifest no longer has.
         let owned = owned_list(vars.get(OWNED_VARIABLES));
@@ -420,6 +428,8 @@ impl RailwayPlatform {
             && same_limits(&limits, &s.limits)
             && vars.upsert.is_empty()
             && vars.delete.is_empty()
+            && !(s.live_id.is_some()
+                && s.variables.get(SECRETS_PENDING).and_then(Option::as_deref) == s.live_id.as_deref())
         {
             req.events.step(svc, format!("already runs {} with these settings: nothing to do", req.digest()));
             return Ok(Deployed::new(svc, req.digest(), false, s.live_replicas));
@@ -933,6 +943,13 @@ impl Platform for RailwayPlatform {
         };
         let mut owned = owned_list(current.get(OWNED_VARIABLES));
         let mut upsert: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let changed = values.iter().any(|(k, v)| current.get(k).and_then(Option::as_deref) != Some(v.expose_secret()));
+        if changed
+            && let Some(live) = self.instance(&scope, &id).await?.as_ref().and_then(|i| i.live().map(|d| d.id.clone()))
+        {
+            // Applied at the next deployment: until then, a deploy of the same digest deploys.
+            upsert.insert(SECRETS_PENDING.to_string(), Some(live));
+        }
         let mut secrets = Scrubber::new();
         for (k, v) in values {
             secrets.add(v.expose_secret());

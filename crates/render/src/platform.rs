@@ -27,6 +27,10 @@ use crate::rollout::{Rollout, Start};
 
 /// The env var in which shipit records which env vars it set (comma-separated names).
 pub const OWNED_VARIABLES: &str = "SHIPIT_ENV_VARS";
+/// The env var `secrets sync` sets to the deploy that was live when it changed a value: while that
+/// deploy is still live, the new values have not been rolled out, and a deploy of the same digest
+/// deploys anyway.
+pub const SECRETS_PENDING: &str = "SHIPIT_SECRETS_PENDING";
 /// The env var in which shipit records deploys it took back after they went live.
 pub const FAILED_DEPLOYS: &str = "SHIPIT_FAILED_DEPLOYS";
 const HISTORY: usize = 20;
@@ -307,7 +311,7 @@ impl RenderPlatform {
         let owned = list(env.get(OWNED_VARIABLES).map(String::as_str));
         let mut kept: BTreeMap<String, Option<String>> = BTreeMap::new();
         for (k, v) in &env {
-            if declared.contains(k) || k == OWNED_VARIABLES || k == FAILED_DEPLOYS {
+            if declared.contains(k) || k == OWNED_VARIABLES || k == FAILED_DEPLOYS || k == SECRETS_PENDING {
                 kept.insert(k.clone(), Some(v.clone()));
             } else if owned.contains(k) {
                 kept.insert(k.clone(), None);
@@ -518,12 +522,22 @@ impl RenderPlatform {
         let patch = self.patch_for(&owner, &state, &d, credential.as_deref());
         let env_same = d.env.iter().all(|(k, v)| state.env.get(k).and_then(|x| x.as_deref()) == Some(v.as_str()));
         let scale_same = match (&d.spec.scaling, d.spec.num_instances) {
-            (Some(_), _) => state.autoscaling.is_some(),
+            (Some(a), _) => state.autoscaling.as_ref().is_some_and(|x| {
+                x.get("min").and_then(Value::as_u64) == Some(u64::from(a.min_instances))
+                    && x.get("max").and_then(Value::as_u64) == Some(u64::from(a.max_instances))
+            }),
             (None, Some(n)) => state.autoscaling.is_none() && state.num_instances == Some(u64::from(n)),
             (None, None) => true,
         };
         let patch_only_image = patch.as_ref().is_none_or(|p| p.get("serviceDetails").is_none());
-        if state.live_digest.as_deref() == Some(req.digest()) && patch_only_image && env_same && scale_same {
+        let secrets_pending = state.live_id.is_some()
+            && state.env.get(SECRETS_PENDING).and_then(|v| v.as_deref()) == state.live_id.as_deref();
+        if state.live_digest.as_deref() == Some(req.digest())
+            && patch_only_image
+            && env_same
+            && scale_same
+            && !secrets_pending
+        {
             req.events.step(svc, format!("already runs {} with these settings: nothing to do", req.digest()));
             return Ok(Deployed::new(svc, req.digest(), false, state.num_instances.unwrap_or(1) as usize));
         }
@@ -1060,6 +1074,14 @@ impl Platform for RenderPlatform {
             Err(e) => return Err(e.into()),
         };
         let mut owned = list(env.get(OWNED_VARIABLES).map(String::as_str));
+        let changed = values.iter().any(|(k, v)| env.get(k).map(String::as_str) != Some(v.expose_secret()));
+        if changed {
+            // Applied at the next deploy: until then, a deploy of the same digest deploys.
+            let deploys = self.client.deploys(&id, 10).await?;
+            if let Some(live) = deploys.iter().find(|d| d.status == "live") {
+                self.client.put_env_var(&id, SECRETS_PENDING, &live.id, &Scrubber::new()).await?;
+            }
+        }
         for (k, v) in values {
             let secrets = Scrubber::new().with_secret(v.expose_secret());
             if env.get(k).map(String::as_str) != Some(v.expose_secret()) {

@@ -543,12 +543,12 @@ pub fn unsupported_settings(app: &App) -> Vec<String> {
     for env in app.environments.values().filter(|e| e.target == Some(PlatformKind::Render)) {
         for svc in env.services.values() {
             let at = format!("environment {:?}, service `{}`", env.name, svc.name);
-            if let Some(h) = &svc.health {
-                if (h.interval, h.timeout, h.grace) != defaults {
-                    out.push(format!(
-                        "{at}: Render fixes a health check's timing (5 s per probe, failing after 15 minutes); `health.interval`, `timeout` and `grace` are ignored"
-                    ));
-                }
+            if let Some(h) = &svc.health
+                && (h.interval, h.timeout, h.grace) != defaults
+            {
+                out.push(format!(
+                    "{at}: Render fixes a health check's timing (5 s per probe, failing after 15 minutes); `health.interval`, `timeout` and `grace` are ignored"
+                ));
             }
             if svc.restart.is_some() {
                 out.push(format!("{at}: Render always restarts a service that exits; `restart` is ignored"));

@@ -185,3 +185,116 @@ impl HttpFaults for Render {
         self.fake.faults_left()
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Helpers of the Render-specific tests (deploy.rs, env_vars.rs, releases.rs, agreement.rs…).
+
+/// The git sha every test release records.
+pub const SHA: &str = "c0ffee1";
+
+/// A platform configuration on `fake` (fast polling and retries), to add to before `build`.
+pub fn config(fake: &RenderFake) -> shipit_render::RenderConfig {
+    RenderPlatform::builder()
+        .with_base_url(fake.uri())
+        .token(SecretString::from(API_KEY.to_string()))
+        .poll_interval(Duration::from_millis(10))
+        .retry(policy())
+        .request_timeout(REQUEST_TIMEOUT)
+}
+
+/// A manifest from its text.
+pub fn app(text: &str) -> App {
+    shipit_core::parse(text, "shipit.toml").unwrap()
+}
+
+/// Environment `env` of `app`.
+pub fn target<'a>(app: &'a App, env: &str) -> shipit_core::Target<'a> {
+    shipit_core::Target { app, env: app.environments.get(env).unwrap() }
+}
+
+/// Service `name` of environment `env` (with the environment's overrides).
+pub fn service<'a>(app: &'a App, env: &str, name: &str) -> &'a shipit_core::Service {
+    app.environments.get(env).unwrap().services.get(name).unwrap()
+}
+
+/// The digest of `service` at `label` (`sha256:` and the SHA-256 of `<service>-<label>`).
+pub fn digest(service: &str, label: &str) -> String {
+    conformance::digest(&format!("{service}-{label}"))
+}
+
+/// Deploy options of the tests: a short wait, the test sha.
+pub fn opts() -> shipit_core::engine::DeployOptions {
+    let mut o = shipit_core::engine::DeployOptions::default();
+    o.wait_timeout = Duration::from_secs(10);
+    o.git_sha = Some(SHA.to_string());
+    o
+}
+
+/// Deploys `services` of `env` at `label` (digest [`digest`]) through the engine.
+pub async fn deploy_with(
+    platform: &dyn Platform,
+    app: &App,
+    env: &str,
+    services: &[&str],
+    label: &str,
+    o: &shipit_core::engine::DeployOptions,
+    events: &shipit_core::Events,
+) -> Result<shipit_core::engine::Summary, shipit_core::Error> {
+    let t = target(app, env);
+    let mut images = std::collections::BTreeMap::new();
+    for s in services {
+        let svc = service(app, env, s);
+        images.insert(s.to_string(), svc.image.with_tag(label).with_digest(&digest(s, label)));
+    }
+    shipit_core::engine::deploy_digests(platform, None, t, "deploy", &images, o, events).await
+}
+
+/// [`deploy_with`] with [`opts`] and no events, unwrapped.
+pub async fn deploy(
+    platform: &dyn Platform,
+    app: &App,
+    env: &str,
+    services: &[&str],
+    label: &str,
+) -> shipit_core::engine::Summary {
+    deploy_with(platform, app, env, services, label, &opts(), &shipit_core::Events::none()).await.unwrap()
+}
+
+/// The report of `service` in `summary`.
+pub fn report<'a>(summary: &'a shipit_core::engine::Summary, service: &str) -> &'a shipit_core::engine::ServiceReport {
+    summary.services.iter().find(|r| r.service == service).unwrap()
+}
+
+/// Requests received after the first `from`.
+pub fn since(fake: &RenderFake, from: usize) -> Vec<RecordedRequest> {
+    fake.requests().into_iter().skip(from).collect()
+}
+
+/// `METHOD path` of every write (not a GET) among `requests`.
+pub fn writes(requests: &[RecordedRequest]) -> Vec<String> {
+    requests.iter().filter(|r| r.method != "GET").map(|r| format!("{} {}", r.method, r.path)).collect()
+}
+
+/// A request straight to the fake (as a person would with curl): status and JSON body.
+pub async fn raw(
+    fake: &RenderFake,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::new();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut rb = client.request(method, format!("{}{path}", fake.uri())).bearer_auth(API_KEY);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let resp = rb.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+/// Every event's text, for "never shows" checks.
+pub fn shown(events: &std::sync::Arc<std::sync::Mutex<Vec<shipit_core::Event>>>) -> String {
+    format!("{:?}", events.lock().unwrap())
+}
