@@ -99,6 +99,18 @@ pub fn rate_limit_reset(value: Option<&str>, now: SystemTime, max: Duration) -> 
     Some(wait.min(max))
 }
 
+/// Why an answer could not be read as JSON, without quoting it (serde's own message quotes the
+/// value it choked on, which may be a secret): `the answer is not valid JSON (line 1, column 12)`.
+pub fn unreadable_answer(e: &serde_json::Error) -> String {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "could not be read",
+        serde_json::error::Category::Syntax => "is not valid JSON",
+        serde_json::error::Category::Data => "does not have the expected shape",
+        serde_json::error::Category::Eof => "stops short",
+    };
+    format!("the answer {kind} (line {}, column {})", e.line(), e.column())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +121,15 @@ mod tests {
     }
 
     const MAX: Duration = Duration::from_secs(600);
+
+    #[test]
+    fn unreadable_answers_quote_nothing() {
+        let e = serde_json::from_str::<Vec<u32>>(r#"["s3cret-value"]"#).err();
+        let text = e.as_ref().map(unreadable_answer).unwrap_or_default();
+        assert_eq!(text, "the answer does not have the expected shape (line 1, column 15)");
+        let e = serde_json::from_str::<serde_json::Value>(r#"{"a": "tr"#).err();
+        assert!(e.as_ref().map(unreadable_answer).unwrap_or_default().contains("stops short"));
+    }
 
     #[test]
     fn retry_after_in_seconds() {

@@ -430,16 +430,7 @@ pub fn strip_nulls(v: &mut Value) {
 
 /// A serde error described without quoting the body (which may hold variable values).
 fn decode_error(what: &str, e: &serde_json::Error) -> RailwayError {
-    let kind = match e.classify() {
-        serde_json::error::Category::Io => "could not be read",
-        serde_json::error::Category::Syntax => "is not valid JSON",
-        serde_json::error::Category::Data => "does not have the expected shape",
-        serde_json::error::Category::Eof => "stops short",
-    };
-    RailwayError::Decode {
-        what: what.to_string(),
-        message: format!("the answer {kind} (line {}, column {})", e.line(), e.column()),
-    }
+    RailwayError::Decode { what: what.to_string(), message: shipit_core::http::unreadable_answer(e) }
 }
 
 /// `T` read from `value` through JSON (a generated answer into this module's structs).

@@ -201,16 +201,7 @@ impl Call {
 }
 
 fn decode_error(what: &str, e: &serde_json::Error) -> RenderApiError {
-    let kind = match e.classify() {
-        serde_json::error::Category::Io => "could not be read",
-        serde_json::error::Category::Syntax => "is not valid JSON",
-        serde_json::error::Category::Data => "does not have the expected shape",
-        serde_json::error::Category::Eof => "stops short",
-    };
-    RenderApiError::Decode {
-        what: what.to_string(),
-        message: format!("the answer {kind} (line {}, column {})", e.line(), e.column()),
-    }
+    RenderApiError::Decode { what: what.to_string(), message: shipit_core::http::unreadable_answer(e) }
 }
 
 fn decode<T: DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, RenderApiError> {
