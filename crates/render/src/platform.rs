@@ -552,7 +552,14 @@ impl RenderPlatform {
         let r = self.rollout(&id, svc, &d.image_ref, req.digest(), known, &req.events);
         let deploy_id = r.start(Start::Image(&d.image_ref)).await?;
         req.events.step(svc, format!("deploy {deploy_id} started; waiting for Render to report it live"));
-        let live = r.wait(&deploy_id, req.wait_timeout, &req.cancel).await?;
+        let live = match r.wait(&deploy_id, req.wait_timeout, &req.cancel).await {
+            Ok(live) => live,
+            Err(e) if e.kind == ErrorKind::Cancelled => {
+                self.settle_after_stop(&owner, &state, &req.events, svc).await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         self.check_digest(&live, req.digest())?;
         Ok(Deployed::new(
             svc,
@@ -630,6 +637,27 @@ impl RenderPlatform {
         let live = r.wait(&deploy_id, req.wait_timeout, &req.cancel).await?;
         self.check_digest(&live, req.digest())?;
         Ok(Deployed::new(svc, req.digest(), true, d.spec.num_instances.unwrap_or(1) as usize))
+    }
+
+    /// After Ctrl-C / SIGTERM (the engine restores nothing then): the deploy was cancelled and
+    /// the earlier one still serves, so the image setting goes back to it too, leaving the
+    /// service on a known image. Best effort, bounded.
+    async fn settle_after_stop(&self, owner: &str, state: &State, events: &shipit_core::Events, svc: &str) {
+        let Some(path) = state.image_path.as_deref().filter(|_| state.live_digest.is_some()) else { return };
+        let put_back = async {
+            // The image object is replaced whole: keep its registry credential.
+            let now = self.client.service(&state.service_id).await?;
+            let mut image = json!({ "ownerId": owner, "imagePath": path });
+            if let (Some(c), Some(obj)) = (now.registry_credential_id(), image.as_object_mut()) {
+                obj.insert("registryCredentialId".into(), json!(c));
+            }
+            self.client.patch_service(&state.service_id, json!({ "image": image })).await
+        };
+        match tokio::time::timeout(Duration::from_secs(30), put_back).await {
+            Ok(Ok(())) => events.step(svc, format!("stopped: the service's image setting is {path} again")),
+            Ok(Err(e)) => events.warn(Some(svc), format!("stopped, and could not point the image setting back: {e}")),
+            Err(_) => events.warn(Some(svc), "stopped, and could not point the image setting back: no answer"),
+        }
     }
 
     /// `POST /services`, made safe by a lookup: after an ambiguous failure the service is looked

@@ -232,6 +232,31 @@ async fn a_deploy_still_running_at_the_timeout_is_cancelled() {
     assert_eq!(fake.service(&api.id).unwrap().image_path, api.image_path);
 }
 
+/// Ctrl-C while a deploy runs: the engine restores nothing then, so the platform cancels the
+/// deploy and points the image setting back at what still serves.
+#[tokio::test]
+async fn a_stopped_deploy_is_cancelled_and_the_image_setting_points_back() {
+    let (fake, owner) = start().await;
+    let platform = harness::platform(&fake);
+    deploy(&platform, &basic(), "staging", &["api"], "v1").await;
+    let api = fake.service_by_name(&owner, "shop-api-staging").unwrap();
+    let before = fake.live_deploy(&api.id).unwrap();
+    fake.set_behaviour(&digest("api", "v2"), Behaviour::Unhealthy);
+    let mut o = opts();
+    o.wait_timeout = Duration::from_secs(30);
+    let cancel = o.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel();
+    });
+    let s = deploy_with(&platform, &basic(), "staging", &["api"], "v2", &o, &Events::none()).await.unwrap();
+    assert_eq!(s.outcome, Outcome::Cancelled, "{s:?}");
+    let ours = fake.deploys(&api.id).into_iter().find(|d| d.image_sha == digest("api", "v2")).unwrap();
+    assert_eq!(ours.status, "canceled", "it can never go live later");
+    assert_eq!(fake.live_deploy(&api.id).unwrap().id, before.id);
+    assert_eq!(fake.service(&api.id).unwrap().image_path, api.image_path, "the image setting names what serves");
+}
+
 #[tokio::test]
 async fn a_region_change_is_refused_before_any_write() {
     let (fake, owner) = start().await;
