@@ -55,6 +55,10 @@ pub enum Command {
     /// Manage secrets.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Check a token and keep it in the OS keyring (the environment still wins over it).
+    Login(LoginArgs),
+    /// Remove a token `shipit login` kept in the OS keyring.
+    Logout(LogoutArgs),
 }
 
 /// Which platform and environment.
@@ -251,6 +255,34 @@ pub struct SecretsSyncArgs {
     /// Only these services (repeatable).
     #[arg(long = "service", value_name = "SERVICE")]
     pub services: Vec<String>,
+}
+
+/// `shipit login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Where the token is for.
+    #[arg(value_enum)]
+    pub platform: crate::credentials::Account,
+    /// Read the token from standard input (a trailing newline is dropped) instead of prompting.
+    #[arg(long)]
+    pub with_token: bool,
+    /// Fly: check the token by reading this app (an app-scoped deploy token cannot list apps).
+    #[arg(long, value_name = "APP")]
+    pub app: Option<String>,
+    /// GHCR: the user the token belongs to (default: $GITHUB_ACTOR, else "shipit").
+    #[arg(long)]
+    pub username: Option<String>,
+    /// GHCR: the registry to check the token against: ghcr.io (default) or a host in SHIPIT_GHCR_HOSTS.
+    #[arg(long, value_name = "HOST")]
+    pub registry: Option<String>,
+}
+
+/// `shipit logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// Whose token to remove.
+    #[arg(value_enum)]
+    pub platform: crate::credentials::Account,
 }
 
 fn parse_duration(s: &str) -> Result<shipit_core::GoDuration, String> {

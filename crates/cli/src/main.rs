@@ -6,6 +6,7 @@
 
 mod cli;
 mod commands;
+mod credentials;
 mod diagnostics;
 mod dockerfile;
 mod exit;
@@ -44,6 +45,8 @@ fn main() -> ExitCode {
         Command::Releases(args) => commands::ops::releases(&cli, args),
         Command::Status(args) => commands::ops::status(&cli, args),
         Command::Secrets(crate::cli::SecretsCommand::Sync(args)) => commands::ops::secrets_sync(&cli, args),
+        Command::Login(args) => commands::login::run_login(&cli, args),
+        Command::Logout(args) => commands::login::run_logout(&cli, args),
     };
     exit.into()
 }

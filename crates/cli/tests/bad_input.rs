@@ -15,7 +15,7 @@ const BASE: &str = "app = \"shop\"\n[registry]\nnamespace = \"acme\"\n[services.
 
 fn shipit() -> Command {
     let mut cmd = Command::cargo_bin("shipit").unwrap();
-    cmd.env_remove("GITHUB_ACTIONS").env("NO_COLOR", "1");
+    cmd.env_remove("GITHUB_ACTIONS").env("NO_COLOR", "1").env("CI", "true");
     cmd
 }
 

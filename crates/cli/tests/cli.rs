@@ -14,7 +14,8 @@ fn example() -> PathBuf {
 
 fn shipit() -> Command {
     let mut cmd = Command::cargo_bin("shipit").unwrap();
-    cmd.env_remove("GITHUB_ACTIONS");
+    // CI=true: the binary never reaches the OS keyring of whoever runs the tests.
+    cmd.env_remove("GITHUB_ACTIONS").env("CI", "true");
     cmd
 }
 
@@ -306,4 +307,38 @@ fn init_reads_a_root_dockerfile() {
     assert_eq!(s.port, Some(8000));
     assert_eq!(s.build.context, ".");
     assert_eq!(s.command.as_ref().unwrap()[2], "gunicorn app:app");
+}
+
+#[test]
+fn login_and_logout_refuse_under_ci_and_doctor_says_the_keyring_is_not_used() {
+    let bare = || {
+        let mut cmd = Command::cargo_bin("shipit").unwrap();
+        cmd.env_clear().env("CI", "true");
+        cmd
+    };
+    for args in [&["login", "fly", "--with-token"][..], &["logout", "railway"], &["login", "ghcr"]] {
+        let out = bare().args(args).write_stdin("fm2_never-read\n").assert().code(4).get_output().clone();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains("under CI=true shipit never uses the OS keyring"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("fm2_never-read"), "{stderr}");
+    }
+    let out = bare().args(["login", "heroku"]).assert().code(4).get_output().clone();
+    assert!(String::from_utf8(out.stderr).unwrap().contains("possible values: fly, railway, render, ghcr"));
+
+    // doctor: where each token comes from, by name; the keyring unused. Nothing listens on the
+    // API URL, so the reachability check fails fast (exit 1).
+    let out = bare()
+        .env("FLY_ACCESS_TOKEN", "fm2_doctor-canary")
+        .env("SHIPIT_FLY_API_URL", "http://127.0.0.1:9/v1")
+        .arg("-f")
+        .arg(example().join("shipit.toml"))
+        .args(["doctor", "--env", "staging"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("ok    keyring    not used (CI=true): tokens come from the environment only"), "{stdout}");
+    assert!(stdout.contains("ok    token      FLY_ACCESS_TOKEN is set (fly)"), "{stdout}");
+    assert!(!stdout.contains("fm2_doctor-canary"), "{stdout}");
 }

@@ -179,6 +179,7 @@ fn dry_run_needs_no_token_and_sends_nothing() {
     let out = Command::cargo_bin("shipit")
         .unwrap()
         .env_clear()
+        .env("CI", "true")
         .env("SHIPIT_FLY_API_URL", "http://127.0.0.1:9/v1")
         .arg("-f")
         .arg(&manifest)
@@ -198,6 +199,7 @@ fn dry_run_json_prints_every_call_as_an_object() {
     let out = Command::cargo_bin("shipit")
         .unwrap()
         .env_clear()
+        .env("CI", "true")
         .env("SHIPIT_FLY_API_URL", "http://127.0.0.1:9/v1")
         .arg("-f")
         .arg(&manifest)
@@ -226,6 +228,7 @@ fn render_dry_run_lists_the_rest_calls_without_a_key() {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/forgestack/shipit.toml");
     let out = Command::cargo_bin("shipit")
         .unwrap()
+        .env("CI", "true")
         .env_remove("RENDER_API_KEY")
         .arg("-f")
         .arg(&manifest)
@@ -350,6 +353,7 @@ async fn human_status_and_releases_never_print_the_token() {
 async fn deploy_holding_a_lease(w: &World, extra: &[&str]) -> std::process::Child {
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("shipit"))
         .env_clear()
+        .env("CI", "true")
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("FLY_API_TOKEN", FlyFake::TOKEN)
         .env("SHIPIT_FLY_API_URL", w.fly.uri())

@@ -115,7 +115,8 @@ impl Setup {
 
     fn command(&self, mode: Mode, args: &[String], dir: &Path) -> Command {
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("shipit"));
-        cmd.env_clear().envs(self.env.iter().map(|(k, v)| (k, v))).current_dir(dir);
+        // CI=true: the binary never reaches the OS keyring of whoever runs the tests.
+        cmd.env_clear().env("CI", "true").envs(self.env.iter().map(|(k, v)| (k, v))).current_dir(dir);
         if mode.github() {
             cmd.env("GITHUB_ACTIONS", "true").env("GITHUB_STEP_SUMMARY", dir.join("step-summary.md"));
         }

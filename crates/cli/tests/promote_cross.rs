@@ -105,6 +105,7 @@ impl World {
     fn shipit(&self) -> Command {
         let mut cmd = Command::cargo_bin("shipit").unwrap();
         cmd.env_clear()
+            .env("CI", "true")
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("FLY_API_TOKEN", FlyFake::TOKEN)
             .env("SHIPIT_FLY_API_URL", self.fly.uri())

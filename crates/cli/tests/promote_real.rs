@@ -50,6 +50,7 @@ primary_region = "iad"
     let shipit = || {
         let mut c = Command::cargo_bin("shipit").unwrap();
         c.env_clear()
+            .env("CI", "true")
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("FLY_API_TOKEN", FlyFake::TOKEN)
             .env("SHIPIT_FLY_API_URL", fly.uri())

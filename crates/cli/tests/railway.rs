@@ -122,6 +122,7 @@ impl World {
     fn shipit(&self) -> Command {
         let mut cmd = Command::cargo_bin("shipit").unwrap();
         cmd.env_clear()
+            .env("CI", "true")
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RAILWAY_API_TOKEN", API_TOKEN)
             .env("SHIPIT_RAILWAY_API_URL", self.fake.endpoint())

@@ -449,6 +449,19 @@ impl FlyClient {
         not_found_as_none(self.get("app", format!("/apps/{app}")).await)
     }
 
+    /// Whether Fly accepts the token, with one read-only request, not retried (for
+    /// `shipit login`): `GET /apps/{app}` when an app is given (an app-scoped deploy token can
+    /// read its app but not list an organization's apps), else `GET /apps?org_slug=personal`.
+    /// A refused token is [`FlyError::Unauthorized`]; an app this token cannot see,
+    /// [`FlyError::NotFound`].
+    pub async fn check_token(&self, app: Option<&str>) -> Result<(), FlyError> {
+        let path = match app {
+            Some(app) => format!("/apps/{app}"),
+            None => "/apps?org_slug=personal".to_string(),
+        };
+        self.send(Call::new(Method::GET, path)).await.map(drop)
+    }
+
     /// [`get_app`](Self::get_app) as one request, not retried.
     async fn get_app_once(&self, app: &str) -> Result<Option<FlyApp>, FlyError> {
         not_found_as_none(self.get_once("app", format!("/apps/{app}")).await)

@@ -14,6 +14,8 @@ use crate::platform::FlyPlatform;
 pub const DEFAULT_BASE_URL: &str = "https://api.machines.dev/v1";
 /// Environment variable holding the token.
 pub const TOKEN_ENV: &str = "FLY_API_TOKEN";
+/// The other variable flyctl reads a token from; [`TOKEN_ENV`] wins when both are set.
+pub const ACCESS_TOKEN_ENV: &str = "FLY_ACCESS_TOKEN";
 /// Environment variable overriding the base URL.
 pub const BASE_URL_ENV: &str = "SHIPIT_FLY_API_URL";
 /// Environment variable overriding the poll interval (a Go duration, e.g. `"50ms"`): for
@@ -74,23 +76,24 @@ impl FlyConfig {
         Self::default()
     }
 
-    /// From the environment: `FLY_API_TOKEN` (an empty value counts as unset),
-    /// `SHIPIT_FLY_API_URL` and `SHIPIT_FLY_POLL_INTERVAL`.
+    /// From the environment: `FLY_API_TOKEN`, else `FLY_ACCESS_TOKEN` (as flyctl reads them;
+    /// an empty value counts as unset), `SHIPIT_FLY_API_URL` and `SHIPIT_FLY_POLL_INTERVAL`.
     pub fn from_env() -> Self {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) with another source of variables (tests, a caller that
+    /// resolves credentials itself).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let mut config = Self::default();
-        if let Ok(token) = std::env::var(TOKEN_ENV)
-            && !token.trim().is_empty()
-        {
-            config.token = Some(SecretString::from(token.trim().to_string()));
+        if let Some(token) = var(TOKEN_ENV).or_else(|| var(ACCESS_TOKEN_ENV)) {
+            config.token = Some(SecretString::from(token));
         }
-        if let Ok(url) = std::env::var(BASE_URL_ENV)
-            && !url.trim().is_empty()
-        {
-            config.base_url = url.trim().to_string();
+        if let Some(url) = var(BASE_URL_ENV) {
+            config.base_url = url;
         }
-        if let Some(every) =
-            std::env::var(POLL_INTERVAL_ENV).ok().and_then(|v| v.trim().parse::<shipit_core::GoDuration>().ok())
-        {
+        if let Some(every) = var(POLL_INTERVAL_ENV).and_then(|v| v.parse::<shipit_core::GoDuration>().ok()) {
             config.poll_interval = every.get();
         }
         config
@@ -176,5 +179,22 @@ mod tests {
             bad.as_deref(),
             Some("invalid Fly configuration: base URL \"ftp://***@host/v1\": only http and https are supported")
         );
+    }
+
+    #[test]
+    fn fly_access_token_is_read_like_fly_api_token_which_wins() {
+        use secrecy::ExposeSecret;
+        let token = |vars: &[(&str, &str)]| {
+            let config =
+                FlyConfig::from_vars(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_string()));
+            config.token.map(|t| t.expose_secret().to_string())
+        };
+        assert_eq!(token(&[("FLY_ACCESS_TOKEN", " fm2_access\n")]).as_deref(), Some("fm2_access"));
+        assert_eq!(
+            token(&[("FLY_ACCESS_TOKEN", "fm2_access"), ("FLY_API_TOKEN", "fm2_api")]).as_deref(),
+            Some("fm2_api")
+        );
+        assert_eq!(token(&[("FLY_API_TOKEN", " "), ("FLY_ACCESS_TOKEN", "fm2_access")]).as_deref(), Some("fm2_access"));
+        assert_eq!(token(&[]), None);
     }
 }

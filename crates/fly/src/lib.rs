@@ -36,8 +36,9 @@
 //! timeout applies per machine, so a rollout of many batches may take longer in total; machines
 //! in regions the manifest no longer lists are updated but never destroyed; a new app gets no
 //! public IP (the Machines API of the reference spec cannot allocate one: run
-//! `fly ips allocate-v4 --shared` once); and a token is read from `FLY_API_TOKEN` or given to
-//! [`FlyConfig::token`] (there is no keyring lookup yet). With no token, `render` and
+//! `fly ips allocate-v4 --shared` once); and a token is read from `FLY_API_TOKEN` (else
+//! `FLY_ACCESS_TOKEN`) or given to [`FlyConfig::token`] (the CLI passes one it found in the OS
+//! keyring, after `shipit login fly`; this crate knows no keyring). With no token, `render` and
 //! `describe_deploy` still work and each API call fails before sending anything.
 
 pub mod client;

@@ -371,6 +371,8 @@ struct Inner {
     url: String,
     shown_endpoint: String,
     token: Option<RailwayToken>,
+    /// Where the token came from, when not its variable (for messages).
+    token_origin: Option<&'static str>,
     retry: RetryPolicy,
     timeout: Duration,
     scrubber: Scrubber,
@@ -443,6 +445,7 @@ impl RailwayClient {
     pub(crate) fn new(
         endpoint: String,
         token: Option<RailwayToken>,
+        token_origin: Option<&'static str>,
         retry: RetryPolicy,
         timeout: Duration,
         scrubber: Scrubber,
@@ -463,6 +466,7 @@ impl RailwayClient {
             url: endpoint,
             shown_endpoint,
             token,
+            token_origin,
             retry,
             timeout,
             scrubber,
@@ -488,9 +492,12 @@ impl RailwayClient {
         self.inner.token.as_ref()
     }
 
-    /// The variable the token came from (`RAILWAY_API_TOKEN` when none is set).
+    /// The variable the token came from (`RAILWAY_API_TOKEN` when none is set), or where else
+    /// it came from ([`RailwayConfig::token_origin`](crate::RailwayConfig::token_origin)).
     pub fn token_env(&self) -> &'static str {
-        self.inner.token.as_ref().map_or(API_TOKEN_ENV, RailwayToken::env_var)
+        self.inner
+            .token_origin
+            .unwrap_or_else(|| self.inner.token.as_ref().map_or(API_TOKEN_ENV, RailwayToken::env_var))
     }
 
     /// The retry policy (also the cap on waits before a deployment is sent again).
@@ -547,7 +554,7 @@ impl RailwayClient {
             }
             None => &inner.scrubber,
         };
-        let env = token.env_var();
+        let env = inner.token_origin.unwrap_or_else(|| token.env_var());
         let bad_header = || RailwayError::Config(format!("the token in {env} has characters not allowed in a header"));
         let mut rb = inner.http.post(&inner.url).timeout(inner.timeout).json(body);
         match token {
@@ -617,6 +624,13 @@ impl RailwayClient {
             project: Named { id: t.project.id, name: t.project.name },
             environment: Named { id: t.environment.id, name: t.environment.name },
         })
+    }
+
+    /// Whether Railway accepts the token, with one read-only request, not retried (for
+    /// `shipit login`): the first page of the projects an account or workspace token sees. A
+    /// refused token is [`RailwayError::Unauthorized`].
+    pub async fn check_token(&self) -> Result<(), RailwayError> {
+        self.run::<ops::Projects>(ops::projects::Variables { after: None }, Mode::Once, None).await.map(drop)
     }
 
     /// Every project the token can see, all pages.

@@ -56,6 +56,7 @@ impl std::fmt::Debug for RailwayToken {
 #[must_use]
 pub struct RailwayConfig {
     pub(crate) token: Option<RailwayToken>,
+    pub(crate) token_origin: Option<&'static str>,
     pub(crate) endpoint: String,
     pub(crate) poll_interval: Duration,
     pub(crate) retry: RetryPolicy,
@@ -67,6 +68,7 @@ impl std::fmt::Debug for RailwayConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RailwayConfig")
             .field("token", &self.token)
+            .field("token_origin", &self.token_origin)
             .field("endpoint", &without_userinfo(&self.endpoint))
             .field("poll_interval", &self.poll_interval)
             .field("retry", &self.retry)
@@ -79,6 +81,7 @@ impl Default for RailwayConfig {
     fn default() -> Self {
         Self {
             token: None,
+            token_origin: None,
             endpoint: DEFAULT_ENDPOINT.to_string(),
             poll_interval: Duration::from_secs(2),
             retry: RetryPolicy::default(),
@@ -86,10 +89,6 @@ impl Default for RailwayConfig {
             scrubber: Scrubber::new(),
         }
     }
-}
-
-fn env_value(name: &str) -> Option<String> {
-    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
 impl RailwayConfig {
@@ -102,6 +101,13 @@ impl RailwayConfig {
     /// else `RAILWAY_API_TOKEN`; `SHIPIT_RAILWAY_API_URL`; `SHIPIT_RAILWAY_POLL_INTERVAL`.
     /// Empty values count as unset.
     pub fn from_env() -> Self {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) with another source of variables (tests, a caller that
+    /// resolves credentials itself).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        let env_value = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let token = env_value(PROJECT_TOKEN_ENV)
             .map(|t| RailwayToken::Project(SecretString::from(t)))
             .or_else(|| env_value(API_TOKEN_ENV).map(|t| RailwayToken::Api(SecretString::from(t))));
@@ -118,6 +124,14 @@ impl RailwayConfig {
     /// The token.
     pub fn token(mut self, token: RailwayToken) -> Self {
         self.token = Some(token);
+        self
+    }
+
+    /// Where the token came from when it is not the variable its kind is read from (e.g. "the
+    /// OS keyring (`shipit login railway`)"): messages about the token name this instead of
+    /// `RAILWAY_TOKEN` or `RAILWAY_API_TOKEN`.
+    pub fn token_origin(mut self, origin: &'static str) -> Self {
+        self.token_origin = Some(origin);
         self
     }
 
@@ -162,6 +176,7 @@ impl RailwayConfig {
         let client = RailwayClient::new(
             self.endpoint.clone(),
             self.token.clone(),
+            self.token_origin,
             self.retry,
             self.request_timeout,
             self.scrubber.clone(),

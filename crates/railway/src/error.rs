@@ -17,7 +17,8 @@ use shipit_core::http::{self, Attempts, RetryableError, Scrubber};
 const MESSAGE_CHARS: usize = 300;
 
 /// Which environment variable the token came from, for messages.
-pub const TOKEN_HINT: &str = "set RAILWAY_TOKEN (a project token) or RAILWAY_API_TOKEN (an account or workspace token)";
+pub const TOKEN_HINT: &str = "set RAILWAY_TOKEN (a project token) or RAILWAY_API_TOKEN (an account or workspace token), \
+                              or run `shipit login railway`";
 
 /// An error from the Railway client. Messages never contain a token or a variable's value.
 #[derive(Debug, thiserror::Error)]
@@ -27,9 +28,10 @@ pub enum RailwayError {
     #[error("no Railway token: {TOKEN_HINT}")]
     MissingToken,
     /// Railway refused the token (an `errors[]` "Not Authorized", or HTTP 401/403).
-    #[error("Railway refused the token in {env}: {message}")]
+    #[error("Railway refused the token ({env}): {message} — check it, or run `shipit login railway`")]
     Unauthorized {
-        /// `RAILWAY_TOKEN` or `RAILWAY_API_TOKEN`.
+        /// `RAILWAY_TOKEN` or `RAILWAY_API_TOKEN`, or where else the token came from
+        /// ([`RailwayConfig::token_origin`](crate::RailwayConfig::token_origin)).
         env: &'static str,
         /// Railway's message.
         message: String,

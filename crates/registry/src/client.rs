@@ -248,6 +248,31 @@ impl RegistryClient {
         })
     }
 
+    /// Whether `registry` (`host[:port]`, e.g. `ghcr.io`) accepts the configured credentials
+    /// (for `shipit login`): `GET /v2/`, answering its challenge as every request does (for
+    /// GHCR, the token exchange with HTTP Basic credentials), without retries. A refused token
+    /// is [`RegistryError::Unauthorized`]; credentials that are not sent to `registry` are
+    /// [`RegistryError::InvalidConfig`], with nothing sent.
+    pub async fn check_credentials(&self, registry: &str) -> Result<(), RegistryError> {
+        if self.credentials_for(registry).is_none() {
+            return Err(RegistryError::InvalidConfig(format!("no credentials are sent to {registry}")));
+        }
+        let target = Target {
+            registry: registry.to_string(),
+            repository: String::new(),
+            image: registry.to_string(),
+            scopes: Vec::new(),
+            push: false,
+            requests: Arc::new(AtomicU64::new(0)),
+        };
+        let url = self.url(registry, "/v2/")?;
+        let response = self.call(&target, Call { retry: false, ..Call::new(Method::GET, &url) }).await?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        Err(self.error_from(&target, response, None).await)
+    }
+
     /// How many HTTP requests this client (and its clones) has sent: registry requests, token
     /// requests and every retry. Read it before and after an operation to count its requests.
     pub fn requests_made(&self) -> u64 {
@@ -603,25 +628,27 @@ impl RegistryClient {
         let sent = self.credentials_for(&target.registry).map(|c| c.user.clone());
         let hint = match (&sent, &config.credentials) {
             (Some(_), _) if target.push => {
-                "check GITHUB_TOKEN or GHCR_TOKEN: pushing needs a token that can write the \
+                "check GITHUB_TOKEN or GHCR_TOKEN (or `shipit login ghcr`): pushing needs a token that can write the \
                  package (`packages: write` in the workflow's permissions, or `write:packages` for a personal token), \
                  and GITHUB_ACTOR (the user the token belongs to)"
                     .to_string()
             }
             (None, None) if target.push => "set GITHUB_TOKEN or GHCR_TOKEN to a token that can write the package \
                  (`packages: write` in the workflow's permissions, or `write:packages` for a personal token), and \
-                 GITHUB_ACTOR to the user it belongs to"
+                 GITHUB_ACTOR to the user it belongs to, or run `shipit login ghcr`"
                 .to_string(),
-            (Some(_), _) => "check GITHUB_TOKEN or GHCR_TOKEN (the token must be valid and able to read the package: \
-                 `read:packages`) and GITHUB_ACTOR (the user the token belongs to)"
-                .to_string(),
+            (Some(_), _) => {
+                "check GITHUB_TOKEN or GHCR_TOKEN, or `shipit login ghcr` (the token must be valid and able \
+                 to read the package: `read:packages`) and GITHUB_ACTOR (the user the token belongs to)"
+                    .to_string()
+            }
             (None, Some(_)) => format!(
                 "the configured credentials (GITHUB_TOKEN or GHCR_TOKEN) are sent only to {GHCR} and the hosts in \
                  SHIPIT_GHCR_HOSTS; add {} there if they belong to this registry",
                 target.registry
             ),
             (None, None) => "set GITHUB_TOKEN or GHCR_TOKEN to a token that can read the package \
-                 (`read:packages`), and GITHUB_ACTOR to the user it belongs to"
+                 (`read:packages`), and GITHUB_ACTOR to the user it belongs to, or run `shipit login ghcr`"
                 .to_string(),
         };
         RegistryError::Unauthorized { image: target.image.clone(), user: sent, detail, hint }

@@ -362,6 +362,13 @@ impl RenderClient {
 
     // ---- reads ------------------------------------------------------------------------------
 
+    /// Whether Render accepts the key, with one read-only request, not retried (for
+    /// `shipit login`): `GET /owners?limit=1`. A refused key is
+    /// [`RenderApiError::Unauthorized`].
+    pub async fn check_token(&self) -> Result<(), RenderApiError> {
+        self.once(&Call::new(Method::GET, "/owners").query("limit", "1".to_string()), None).await.map(drop)
+    }
+
     /// Every workspace the key sees.
     pub async fn owners(&self) -> Result<Vec<Owner>, RenderApiError> {
         let items = self.pages("owners", Call::new(Method::GET, "/owners"), "owner").await?;

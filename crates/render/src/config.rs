@@ -65,10 +65,6 @@ impl Default for RenderConfig {
     }
 }
 
-fn env_value(name: &str) -> Option<String> {
-    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
-}
-
 impl RenderConfig {
     /// Defaults: no key, the public API, 2 s polling.
     pub fn new() -> Self {
@@ -79,6 +75,13 @@ impl RenderConfig {
     /// `SHIPIT_RENDER_POLL_INTERVAL`, and `GITHUB_ACTOR` + `GHCR_TOKEN` for a registry
     /// credential. Empty values count as unset.
     pub fn from_env() -> Self {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) with another source of variables (tests, a caller that
+    /// resolves credentials itself).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        let env_value = |name: &str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let mut config = Self { token: env_value(TOKEN_ENV).map(SecretString::from), ..Self::default() };
         if let Some(url) = env_value(BASE_URL_ENV) {
             config.base_url = url;

@@ -17,7 +17,8 @@ use shipit_core::http::{self, Attempts, RetryableError, Scrubber};
 const MESSAGE_CHARS: usize = 300;
 
 /// Hint shown with every authentication failure.
-const TOKEN_HINT: &str = "set RENDER_API_KEY (Render Dashboard → Account settings → API keys)";
+const TOKEN_HINT: &str =
+    "set RENDER_API_KEY (Render Dashboard → Account settings → API keys) or run `shipit login render`";
 
 /// An error from the Render client. Messages never contain the key or a variable's value.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +28,7 @@ pub enum RenderApiError {
     #[error("no Render API key: {TOKEN_HINT}")]
     MissingToken,
     /// Render refused the key (401/403).
-    #[error("Render refused the API key ({status}): {message} — check RENDER_API_KEY")]
+    #[error("Render refused the API key ({status}): {message} — check RENDER_API_KEY or run `shipit login render`")]
     Unauthorized {
         /// 401 or 403.
         status: u16,
@@ -35,7 +36,9 @@ pub enum RenderApiError {
         message: String,
     },
     /// An earlier request got a 401, so this one was not sent.
-    #[error("not sending more requests: Render refused the API key earlier (401) — check RENDER_API_KEY")]
+    #[error(
+        "not sending more requests: Render refused the API key earlier (401) — check RENDER_API_KEY or run `shipit login render`"
+    )]
     Stopped,
     /// 404.
     #[error("not found on Render: {message}")]

@@ -3,6 +3,7 @@
 use shipit_core::{PlatformKind, Resolver, Target};
 
 use crate::cli::{Cli, DoctorArgs};
+use crate::credentials::{self, Account, Credentials, Keyring, Source, Token};
 use crate::exit::Exit;
 use crate::platforms;
 
@@ -32,22 +33,71 @@ impl Report {
     }
 }
 
-/// The variables that may hold `kind`'s token, in the order the client reads them.
-fn token_vars(kind: PlatformKind) -> &'static [&'static str] {
-    match kind {
-        PlatformKind::Fly => &["FLY_API_TOKEN"],
-        PlatformKind::Railway => &["RAILWAY_TOKEN", "RAILWAY_API_TOKEN"],
-        PlatformKind::Render => &["RENDER_API_KEY"],
+/// The keyring line: which store is in use (ok), or why none is (a warning).
+fn keyring_check(creds: &Credentials) -> (Option<bool>, String) {
+    let keyring = creds.keyring();
+    let ok = match keyring {
+        Keyring::Off | Keyring::Open(_) => Some(true),
+        Keyring::Unavailable(_) => None,
+    };
+    (ok, keyring.describe())
+}
+
+/// The token line of `kind`: where its token comes from (a variable's name, or the keyring), by
+/// name only; FAIL when there is none. The flag says whether there is a token.
+fn token_check(creds: &Credentials, kind: PlatformKind) -> (Option<bool>, String, bool) {
+    let account = Account::of(kind);
+    let login = if creds.ci() {
+        "in CI from a secret (under CI=true the keyring is not used)".to_string()
+    } else {
+        format!("in CI from a secret, or run `shipit login {account}`")
+    };
+    let vars = account.vars().join(" or ");
+    match creds.token(account) {
+        Ok(Some(Token { source: Source::Env(var), .. })) => (Some(true), format!("{var} is set ({kind})"), true),
+        Ok(Some(Token { source: Source::Keyring(store), .. })) => (
+            Some(true),
+            format!("{kind}: the token from `shipit login {account}` is in the {store} (no {vars} is set)"),
+            true,
+        ),
+        Ok(None) => (
+            Some(false),
+            format!("{vars} is not set and no token is stored: deploys to {kind} will fail (export it, {login})"),
+            false,
+        ),
+        Err(problem) => (
+            Some(false),
+            format!("{vars} is not set, and the keyring cannot be read ({problem}): deploys to {kind} will fail"),
+            false,
+        ),
     }
 }
 
-/// The first of `kind`'s token variables that is set.
-fn token_set(kind: PlatformKind) -> Option<&'static str> {
-    token_vars(kind).iter().copied().find(|v| is_set(v))
-}
-
-fn is_set(var: &str) -> bool {
-    std::env::var(var).is_ok_and(|v| !v.trim().is_empty())
+/// The registry line: GHCR credentials from the environment or the keyring (a warning without).
+fn registry_check(creds: &Credentials) -> (Option<bool>, String) {
+    let actor = creds.var("GITHUB_ACTOR");
+    match creds.token(Account::Ghcr) {
+        Ok(Some(Token { source: Source::Env(v), .. })) if actor.is_some() => {
+            (Some(true), format!("{v} and GITHUB_ACTOR are set"))
+        }
+        Ok(Some(Token { source: Source::Env(v), .. })) => {
+            (None, format!("{v} is set but GITHUB_ACTOR is not: the user \"shipit\" is sent"))
+        }
+        Ok(Some(Token { source: Source::Keyring(store), user, .. })) => {
+            let user = actor.or(user).unwrap_or_else(|| shipit_registry::DEFAULT_USER.to_string());
+            (Some(true), format!("the GHCR token from `shipit login ghcr` is in the {store} (user {user:?})"))
+        }
+        Ok(None) => {
+            let login = if creds.ci() { "" } else { " (set one, or run `shipit login ghcr`)" };
+            (None, format!("no GITHUB_TOKEN or GHCR_TOKEN: only public images can be resolved{login}"))
+        }
+        Err(problem) => (
+            None,
+            format!(
+                "no GITHUB_TOKEN or GHCR_TOKEN, and the keyring cannot be read ({problem}): only public images can be resolved"
+            ),
+        ),
+    }
 }
 
 /// Runs every check; exit 1 when any fails.
@@ -71,33 +121,23 @@ pub fn run(cli: &Cli, args: &DoctorArgs) -> Exit {
         None => app.environments.keys().cloned().collect(),
     };
 
-    // Credentials, by name only.
+    // Credentials, by name only: which store, and where each token comes from.
+    let creds = credentials::process();
+    let (ok, text) = keyring_check(creds);
+    r.line(cli, ok, "keyring", &text);
     let mut kinds: Vec<PlatformKind> = envs.iter().filter_map(|e| app.resolve_platform(None, Some(e))).collect();
     kinds.sort();
     kinds.dedup();
+    let mut with_token = Vec::new();
     for k in &kinds {
-        if let Some(var) = token_set(*k) {
-            r.line(cli, Some(true), "token", &format!("{var} is set ({k})"));
-        } else {
-            let vars = token_vars(*k).join(" or ");
-            r.line(
-                cli,
-                Some(false),
-                "token",
-                &format!("{vars} is not set: deploys to {k} will fail (export it, in CI from a secret)"),
-            );
+        let (ok, text, has) = token_check(creds, *k);
+        r.line(cli, ok, "token", &text);
+        if has {
+            with_token.push(*k);
         }
     }
-    let registry_token = ["GHCR_TOKEN", "GITHUB_TOKEN"].into_iter().find(|v| is_set(v));
-    match registry_token {
-        Some(v) if is_set("GITHUB_ACTOR") => {
-            r.line(cli, Some(true), "registry", &format!("{v} and GITHUB_ACTOR are set"))
-        }
-        Some(v) => {
-            r.line(cli, None, "registry", &format!("{v} is set but GITHUB_ACTOR is not: the user \"shipit\" is sent"))
-        }
-        None => r.line(cli, None, "registry", "no GITHUB_TOKEN or GHCR_TOKEN: only public images can be resolved"),
-    }
+    let (ok, text) = registry_check(creds);
+    r.line(cli, ok, "registry", &text);
 
     let Ok(rt) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else { return Exit::Failed };
     rt.block_on(async {
@@ -114,7 +154,7 @@ pub fn run(cli: &Cli, args: &DoctorArgs) -> Exit {
                     continue;
                 }
             };
-            if token_set(kind).is_none() {
+            if !with_token.contains(&kind) {
                 continue;
             }
             let Some(environment) = app.environments.get(env) else { continue };
@@ -210,4 +250,76 @@ fn finish(cli: &Cli, r: Report) -> Exit {
         println!("{} problem{} found", r.failures, if r.failures == 1 { "" } else { "s" });
     }
     if r.failures == 0 { Exit::Ok } else { Exit::Failed }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use keyring_core::Entry;
+
+    use super::*;
+    use crate::credentials::tests::{mock, with_store, with_tripwire};
+
+    #[test]
+    fn doctor_says_which_store_and_where_each_token_comes_from_never_its_value() {
+        let store = mock();
+        Entry::new_in_store(&store, "shipit", "railway").unwrap().set_password("rw_doctor-keyring-token").unwrap();
+        let ghcr = r#"{"username":"octocat","token":"ghp_doctor-keyring-token"}"#;
+        Entry::new_in_store(&store, "shipit", "ghcr").unwrap().set_password(ghcr).unwrap();
+        let creds = with_store(&[("FLY_ACCESS_TOKEN", "fm2_doctor-env-token")], &store);
+
+        assert_eq!(keyring_check(&creds), (Some(true), "mock keyring".to_string()));
+        let lines = [
+            token_check(&creds, PlatformKind::Fly),
+            token_check(&creds, PlatformKind::Railway),
+            token_check(&creds, PlatformKind::Render),
+        ];
+        assert_eq!(lines[0], (Some(true), "FLY_ACCESS_TOKEN is set (fly)".to_string(), true));
+        assert_eq!(
+            lines[1],
+            (
+                Some(true),
+                "railway: the token from `shipit login railway` is in the mock keyring \
+                 (no RAILWAY_TOKEN or RAILWAY_API_TOKEN is set)"
+                    .to_string(),
+                true
+            )
+        );
+        assert_eq!(
+            lines[2],
+            (
+                Some(false),
+                "RENDER_API_KEY is not set and no token is stored: deploys to render will fail \
+                 (export it, in CI from a secret, or run `shipit login render`)"
+                    .to_string(),
+                false
+            )
+        );
+        let registry = registry_check(&creds);
+        assert_eq!(
+            registry,
+            (
+                Some(true),
+                "the GHCR token from `shipit login ghcr` is in the mock keyring (user \"octocat\")".to_string()
+            )
+        );
+        for text in lines.iter().map(|l| &l.1).chain([&registry.1]) {
+            assert!(!text.contains("doctor-keyring-token") && !text.contains("doctor-env-token"), "{text}");
+        }
+    }
+
+    #[test]
+    fn under_ci_doctor_reports_the_keyring_unused_and_never_touches_it() {
+        let (creds, wire) = with_tripwire(&[("CI", "true")]);
+        assert_eq!(
+            keyring_check(&creds),
+            (Some(true), "not used (CI=true): tokens come from the environment only".to_string())
+        );
+        let (ok, text, has) = token_check(&creds, PlatformKind::Fly);
+        assert_eq!((ok, has), (Some(false), false));
+        assert!(text.ends_with("(export it, in CI from a secret (under CI=true the keyring is not used))"), "{text}");
+        assert_eq!(registry_check(&creds).0, None);
+        assert_eq!(wire.touched.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
 }

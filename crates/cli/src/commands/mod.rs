@@ -3,6 +3,7 @@
 pub mod doctor;
 pub mod images;
 pub mod init;
+pub mod login;
 pub mod ops;
 pub mod render;
 pub mod validate;

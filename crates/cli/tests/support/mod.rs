@@ -83,7 +83,9 @@ primary_region = "iad"
 
     pub fn shipit(&self) -> Command {
         let mut cmd = Command::cargo_bin("shipit").unwrap();
+        // CI=true: the binary never reaches the OS keyring of whoever runs the tests.
         cmd.env_clear()
+            .env("CI", "true")
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("FLY_API_TOKEN", FlyFake::TOKEN)
             .env("SHIPIT_FLY_API_URL", self.fly.uri())
