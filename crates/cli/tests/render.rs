@@ -17,6 +17,8 @@ use shipit_testkit::render::{API_KEY, Behaviour, FakeDeploy, FakeService, Render
 
 /// A secret value; the `canary` prefix makes any part of it that leaks easy to find.
 const SECRET: &str = "canary-render-secret-9f3a";
+/// The secret's value when the deploy that creates `api` runs (a canary too).
+const CREATED_SECRET: &str = "canary-render-created-41b7";
 /// The manifest's services, in manifest order.
 const SERVICES: [&str; 3] = ["api", "worker", "web"];
 
@@ -93,8 +95,11 @@ impl World {
     fn shipit(&self) -> Command {
         let mut cmd = Command::cargo_bin("shipit").unwrap();
         cmd.env_clear()
+            .env("CI", "true")
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RENDER_API_KEY", API_KEY)
+            // A new Render service gets its secrets in the create request: deploys have it.
+            .env("STRIPE_SECRET_KEY", CREATED_SECRET)
             .env("SHIPIT_RENDER_API_URL", self.fake.uri())
             .env("SHIPIT_RENDER_POLL_INTERVAL", "10ms")
             .env("SHIPIT_INSECURE_REGISTRIES", self.registry.host())
@@ -256,7 +261,12 @@ async fn deploy_creates_the_services_and_runs_the_pushed_digests_with_the_manife
     assert_eq!((auto.min, auto.max), (2, 3), "{auto:?}");
     assert_eq!(api.env_vars.get("NODE_ENV").map(String::as_str), Some("production"));
     assert_eq!(api.env_vars.get("PORT").map(String::as_str), Some("4000"));
-    assert_eq!(api.env_vars.get("STRIPE_SECRET_KEY"), None, "a secret is only set by `secrets sync`");
+    assert_eq!(
+        api.env_vars.get("STRIPE_SECRET_KEY").map(String::as_str),
+        Some(CREATED_SECRET),
+        "a new service gets its secret from the environment of the deploy that creates it"
+    );
+    assert!(!r.all().contains(CREATED_SECRET), "the value leaked\n{r}");
 
     let worker = w.service("staging", "worker");
     assert_eq!(worker.service_type, "background_worker");
@@ -308,7 +318,7 @@ async fn deploy_creates_the_services_and_runs_the_pushed_digests_with_the_manife
     assert_eq!(s["outcome"], "succeeded", "{s}");
     assert!(s["services"].as_array().unwrap().iter().all(|x| x["result"] == "unchanged"), "{s}");
     assert_eq!(w.writes_since(mark), Vec::<String>::new(), "an identical deploy writes nothing");
-    assert!(r.all().contains("not set on render: STRIPE_SECRET_KEY"), "it warns that the secret is not set: {r}");
+    assert!(!r.all().contains("not set on render"), "the secret was set at creation: {r}");
     for s in SERVICES {
         assert_eq!(w.deploys("staging", s).len(), 1, "{s}");
     }
@@ -543,19 +553,29 @@ async fn secrets_sync_sets_the_value_applies_at_the_next_deploy_and_never_prints
     let w = World::new().await;
     w.push("v1");
 
-    // before the service exists: refused, nothing created
+    // before the service exists: nothing set, nothing created; the creating deploy sets it
     let r = run(w.shipit().env("STRIPE_SECRET_KEY", SECRET).args(["secrets", "sync", "--env", "staging"]));
-    assert_ne!(r.code, 0, "{r}");
-    assert!(r.all().contains("deploy it first"), "{r}");
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        r.all().contains("api: does not exist yet; `shipit deploy` sets STRIPE_SECRET_KEY when it creates it"),
+        "{r}"
+    );
     assert_eq!(w.fake.creates(), 0);
     assert_eq!(w.writes_since(0), Vec::<String>::new());
 
+    // a first deploy without the value creates nothing and names it
+    let r = run(w.shipit().env_remove("STRIPE_SECRET_KEY").args(["deploy", "--env", "staging", "--tag", "v1"]));
+    assert_ne!(r.code, 0, "{r}");
+    assert!(r.all().contains("creating forgestack-api-staging needs STRIPE_SECRET_KEY in the environment"), "{r}");
+    assert!(w.fake.service_by_name(&w.owner, &World::name("api", "staging")).is_none(), "{r}");
+
     w.deploy_ok("v1", &[]);
     let id = w.id("staging", "api");
+    assert_eq!(w.fake.env_var(&id, "STRIPE_SECRET_KEY").as_deref(), Some(CREATED_SECRET), "set at creation");
 
     // no value: refused, nothing written
     let mark = w.mark();
-    let r = run(w.shipit().args(["secrets", "sync", "--env", "staging"]));
+    let r = run(w.shipit().env_remove("STRIPE_SECRET_KEY").args(["secrets", "sync", "--env", "staging"]));
     assert_eq!(r.code, 4, "{r}");
     assert!(r.stderr.contains("STRIPE_SECRET_KEY"), "{r}");
     assert_eq!(w.writes_since(mark), Vec::<String>::new());
@@ -577,7 +597,11 @@ async fn secrets_sync_sets_the_value_applies_at_the_next_deploy_and_never_prints
         }
     }
     assert_eq!(w.deploys("staging", "api").len(), 1, "secrets sync starts no deploy");
-    assert_eq!(w.live("staging", "api").env_vars.get("STRIPE_SECRET_KEY"), None, "not applied yet");
+    assert_eq!(
+        w.live("staging", "api").env_vars.get("STRIPE_SECRET_KEY").map(String::as_str),
+        Some(CREATED_SECRET),
+        "not applied yet: the live deploy has the value it was created with"
+    );
     assert_eq!(w.service("staging", "api").env_vars.get("NODE_ENV").map(String::as_str), Some("production"));
 
     // the next deploy runs with it, and no longer warns

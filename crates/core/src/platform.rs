@@ -583,12 +583,21 @@ pub struct SecretsSynced {
     pub names: Vec<String>,
     /// The platform's secrets version after the change, when it has one.
     pub version: Option<u64>,
+    /// Nothing was set because the service does not exist yet: the deploy that creates it sets
+    /// these (Render, whose services start deploying when they are created).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub at_creation: bool,
 }
 
 impl SecretsSynced {
     /// A sync result.
     pub fn new(service: impl Into<String>, names: Vec<String>, version: Option<u64>) -> Self {
-        Self { service: service.into(), names, version }
+        Self { service: service.into(), names, version, at_creation: false }
+    }
+
+    /// Nothing set yet: the deploy that creates the service sets `names`.
+    pub fn at_creation(service: impl Into<String>, names: Vec<String>) -> Self {
+        Self { at_creation: true, ..Self::new(service, names, None) }
     }
 }
 
@@ -678,6 +687,14 @@ pub trait Platform: Send + Sync {
     /// Names of the secrets `service` needs on this platform (by default its `secrets`).
     fn required_secrets(&self, service: &Service) -> Vec<String> {
         service.secret_names().map(str::to_string).collect()
+    }
+
+    /// Secret values the process has, offered before a deploy or promotion. A platform that
+    /// must set a new service's secrets in the request that creates it (Render starts a
+    /// service's first deploy at creation) puts them there; the others ignore them, since
+    /// `secrets sync` sets secrets. Values are never logged or returned.
+    fn offer_secrets(&self, values: Vec<(String, SecretString)>) {
+        let _ = values;
     }
 
     /// The API calls a deploy of `service` to `image` would make, in order, with their bodies:

@@ -42,6 +42,9 @@ pub struct RenderPlatform {
     poll_interval: Duration,
     registry_login: Option<(String, SecretString)>,
     owner: Mutex<Option<String>>,
+    /// Secret values offered before a deploy: a service created by it gets them in the create
+    /// request, since Render starts its first deploy at once.
+    offered: Mutex<BTreeMap<String, SecretString>>,
 }
 
 impl std::fmt::Debug for RenderPlatform {
@@ -145,6 +148,7 @@ impl RenderPlatform {
             poll_interval: config.poll_interval,
             registry_login: config.registry_login,
             owner: Mutex::new(None),
+            offered: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -599,8 +603,28 @@ impl RenderPlatform {
                 format!("service {name} does not exist on Render (and --no-create was given)"),
             ));
         }
+        // Render starts the first deploy at creation: the secrets must be in this request.
+        let offered = self.offered.lock().map(|o| o.clone()).unwrap_or_default();
+        let missing: Vec<&str> =
+            d.secrets.iter().filter(|k| !offered.contains_key(k.as_str())).map(String::as_str).collect();
+        if !missing.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "creating {name} needs {} in the environment: Render starts a service's first deploy when it creates it, so its secrets go in that request (nothing was changed)",
+                    missing.join(", ")
+                ),
+            ));
+        }
         let mut env: Vec<Value> = d.env.iter().map(|(k, v)| json!({ "key": k, "value": v })).collect();
-        let owned: BTreeSet<String> = d.env.keys().cloned().collect();
+        let mut secrets = Scrubber::new();
+        for k in &d.secrets {
+            if let Some(v) = offered.get(k) {
+                secrets = secrets.with_secret(v.expose_secret());
+                env.push(json!({ "key": k, "value": v.expose_secret() }));
+            }
+        }
+        let owned: BTreeSet<String> = d.env.keys().chain(&d.secrets).cloned().collect();
         env.push(json!({ "key": OWNED_VARIABLES, "value": join(&owned) }));
         let mut image = json!({ "ownerId": owner, "imagePath": d.image_ref });
         if let (Some(c), Some(obj)) = (credential, image.as_object_mut()) {
@@ -620,7 +644,7 @@ impl RenderPlatform {
         }
         let body = json!({ "type": d.kind, "name": name, "ownerId": owner, "image": image, "envVars": env, "serviceDetails": details });
         req.events.step(svc, format!("creating service {name} (Render starts its first deploy at once)"));
-        let (service, deploy_id) = self.create_once(owner, name, body, &req.events, svc).await?;
+        let (service, deploy_id) = self.create_once(owner, name, body, &secrets, &req.events, svc).await?;
         touched.store(true, Ordering::SeqCst);
         let id = service.id().to_string();
         if let Some(a) = d.spec.scaling {
@@ -667,6 +691,7 @@ impl RenderPlatform {
         owner: &str,
         name: &str,
         body: Value,
+        secrets: &Scrubber,
         events: &shipit_core::Events,
         svc: &str,
     ) -> Result<(RenderService, Option<String>), Error> {
@@ -685,7 +710,7 @@ impl RenderPlatform {
                 tokio::time::sleep(wait).await;
                 delay = delay.saturating_mul(2);
             }
-            match self.client.create_service(body.clone(), &Scrubber::new()).await {
+            match self.client.create_service(body.clone(), secrets).await {
                 Ok(x) => return Ok(x),
                 Err(e) if e.may_have_applied() => {
                     if let Some(s) = self.client.find_service(owner, name).await? {
@@ -1072,6 +1097,12 @@ impl Platform for RenderPlatform {
             .collect())
     }
 
+    fn offer_secrets(&self, values: Vec<(String, SecretString)>) {
+        if let Ok(mut offered) = self.offered.lock() {
+            offered.extend(values);
+        }
+    }
+
     async fn sync_secrets(
         &self,
         target: Target<'_>,
@@ -1080,12 +1111,11 @@ impl Platform for RenderPlatform {
     ) -> Result<SecretsSynced, Error> {
         let name = target.platform_name(PlatformKind::Render, &service.name);
         let Some((_, s)) = self.find(target, service).await? else {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!(
-                    "service {name} does not exist on Render yet: Render starts a service's first deploy when it is created, so deploy it first, then sync its secrets and deploy again"
-                ),
-            ));
+            // Nothing to set yet: the deploy that creates it puts them in the create request.
+            let mut names: Vec<String> = values.iter().map(|(k, _)| k.clone()).collect();
+            names.sort();
+            names.dedup();
+            return Ok(SecretsSynced::at_creation(&service.name, names));
         };
         let mut id = s.id().to_string();
         let env = match self.client.env_vars(&id).await {

@@ -156,11 +156,11 @@ fn agree(fake: &RenderFake, owner: &str, bp: &Value, connections: &[(String, Str
         let live = fake.live_deploy(&svc.id).unwrap_or_else(|| panic!("{}", at("live deploy")));
         assert_eq!(live.image_ref, svc.image_path, "{}", at("the live deploy runs the image setting"));
 
-        // Env vars: every one the file names but the secrets (set by `secrets sync`), with
-        // values for the plain ones and the references resolved.
+        // Env vars: every one the file names, with values for the plain ones, the references
+        // resolved, and the secrets (`sync: false`) from the environment of the deploy that
+        // created the service.
         let vars = b["envVars"].as_array().unwrap();
-        let want: BTreeSet<&str> =
-            vars.iter().filter(|v| v.get("sync").is_none()).map(|v| v["key"].as_str().unwrap()).collect();
+        let want: BTreeSet<&str> = vars.iter().map(|v| v["key"].as_str().unwrap()).collect();
         let got: BTreeSet<&str> =
             svc.env_vars.keys().map(String::as_str).filter(|k| !k.starts_with("SHIPIT_")).collect();
         assert_eq!(got, want, "{}", at("env var names"));
@@ -177,7 +177,8 @@ fn agree(fake: &RenderFake, owner: &str, bp: &Value, connections: &[(String, Str
                 assert_eq!(value, conn, "{}", at(&format!("env {key} from {db}")));
             } else {
                 assert!(v.get("sync").is_some(), "{}", at(&format!("env {key}: a secret")));
-                assert_eq!(value, None, "{}", at(&format!("env {key}: not set by a deploy")));
+                let offered = harness::offered(key);
+                assert_eq!(value, Some(offered.as_str()), "{}", at(&format!("env {key}: set at creation")));
             }
         }
         assert_eq!(&live.env_vars, &svc.env_vars, "{}", at("the live deploy has the env vars"));

@@ -7,8 +7,8 @@ mod harness;
 
 use harness::{app, deploy, raw, since, writes};
 use secrecy::SecretString;
-use shipit_core::App;
 use shipit_core::engine::Outcome;
+use shipit_core::{App, Platform as _};
 use shipit_render::platform::OWNED_VARIABLES;
 use shipit_testkit::render::{RecordedRequest, RenderFake};
 
@@ -124,7 +124,12 @@ async fn secrets_sync_sets_values_without_a_deploy_and_the_next_deploy_rolls_the
     let log = since(&fake, from);
     assert!(!writes(&log).iter().any(|w| w.contains("/deploys") || w.starts_with("PATCH")), "{:?}", writes(&log));
     assert!(replace_all(&log).is_empty());
-    assert!(!fake.live_deploy(&id).unwrap().env_vars.contains_key("API_TOKEN"), "not live before a deploy");
+    // Live: the value the service was created with, until a deploy.
+    assert_eq!(
+        fake.live_deploy(&id).unwrap().env_vars.get("API_TOKEN"),
+        Some(&harness::offered("API_TOKEN")),
+        "not live before a deploy"
+    );
 
     // The next deploy runs with it, and does not remove it (the manifest declares it).
     let s = deploy(&platform, &app, "staging", &["api"], "v2").await;
@@ -157,4 +162,68 @@ target = "render"
 [targets.render]
 region = "oregon"
 "#)
+}
+
+#[tokio::test]
+async fn a_new_service_gets_its_secrets_in_the_create_request_and_sync_before_it_waits_for_that() {
+    let fake = RenderFake::start().await;
+    let owner = fake.seed_pro_owner("acme");
+    let platform = harness::platform(&fake);
+    let app = with_env(r#"A = "1""#);
+    let t = harness::target(&app, "staging");
+
+    // Before the service exists, a sync sets nothing and says the creating deploy will.
+    let done = shipit_core::engine::sync_secrets(&platform, t, &["api".to_string()], |name| {
+        (name == "API_TOKEN").then(|| SecretString::from("tok-s3cret-value".to_string()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(done.len(), 1);
+    assert!(done[0].at_creation, "{done:?}");
+    assert_eq!(done[0].names, ["API_TOKEN"]);
+    assert!(fake.service_by_name(&owner, "shop-api-staging").is_none(), "a sync creates nothing");
+    assert!(writes(&fake.requests()).is_empty(), "{:?}", writes(&fake.requests()));
+
+    // A deploy that has no value for it creates nothing and names it.
+    let fresh = harness::platform(&fake);
+    let images = std::collections::BTreeMap::from([(
+        "api".to_string(),
+        app.services["api"].image.with_tag("v1").with_digest(&harness::digest("api", "v1")),
+    )]);
+    let s = shipit_core::engine::deploy_digests(
+        &fresh,
+        None,
+        t,
+        "deploy",
+        &images,
+        &harness::opts(),
+        &shipit_core::Events::none(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.outcome, Outcome::NothingChanged, "{s:?}");
+    let error = harness::report(&s, "api").error.clone().unwrap_or_default();
+    assert!(error.contains("creating shop-api-staging needs API_TOKEN"), "{error}");
+    assert!(fake.service_by_name(&owner, "shop-api-staging").is_none());
+
+    // With the value offered (the CLI offers what its environment has), the first deploy runs
+    // with it, and shipit owns it.
+    platform.offer_secrets(vec![("API_TOKEN".to_string(), SecretString::from("tok-s3cret-value".to_string()))]);
+    let s = shipit_core::engine::deploy_digests(
+        &platform,
+        None,
+        t,
+        "deploy",
+        &images,
+        &harness::opts(),
+        &shipit_core::Events::none(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.outcome, Outcome::Succeeded, "{s:?}");
+    let svc = fake.service_by_name(&owner, "shop-api-staging").unwrap();
+    let live = fake.live_deploy(&svc.id).unwrap();
+    assert_eq!(live.env_vars.get("API_TOKEN").map(String::as_str), Some("tok-s3cret-value"));
+    assert!(fake.env_var(&svc.id, OWNED_VARIABLES).unwrap_or_default().contains("API_TOKEN"));
+    assert!(!format!("{s:?}").contains("tok-s3cret-value"));
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 use shipit_core::engine::{self, DeployOptions, OnFailure, RollbackTo};
-use shipit_core::{App, Error, ErrorKind, PlatformKind, Strategy, Target};
+use shipit_core::{App, Error, ErrorKind, Platform, PlatformKind, Strategy, Target};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
@@ -188,6 +188,22 @@ fn git_sha(explicit: Option<&str>) -> Option<String> {
     explicit.map(str::to_string).or_else(|| std::env::var("GITHUB_SHA").ok().filter(|s| !s.is_empty()))
 }
 
+/// Offers `platform` the values of `target`'s secrets that the process has (Render puts them
+/// in the request that creates a service); each joins the scrubber first.
+fn offer_secrets(platform: &dyn Platform, target: Target<'_>) {
+    let names: std::collections::BTreeSet<String> =
+        target.env.services.values().flat_map(|s| platform.required_secrets(s)).collect();
+    let values = names
+        .into_iter()
+        .filter_map(|name| {
+            let value = std::env::var(&name).ok().filter(|v| !v.is_empty())?;
+            platforms::keep_secret(&value);
+            Some((name, SecretString::from(value)))
+        })
+        .collect();
+    platform.offer_secrets(values);
+}
+
 /// `shipit deploy`.
 pub fn deploy(cli: &Cli, args: &DeployArgs) -> Exit {
     let Session { ctx, platform, out, rt } = match session(cli, &args.place) {
@@ -236,6 +252,7 @@ pub fn deploy(cli: &Cli, args: &DeployArgs) -> Exit {
         opts.cancel = cancel;
         opts.force = args.force;
         let events = out.events();
+        offer_secrets(platform.as_ref(), target);
         let run = engine::deploy(platform.as_ref(), &resolver, target, &args.tag, &opts, &events);
         stoppable(cli, &out, &signals, (platform.as_ref(), target, "deploy"), &args.services, run).await
     })
@@ -300,6 +317,7 @@ pub fn promote(cli: &Cli, args: &PromoteArgs) -> Exit {
         opts.force = args.force;
         opts.cancel = cancel;
         let events = out.events();
+        offer_secrets(to_platform.as_ref(), to);
         let run = engine::promote(
             engine::Side { platform: from_platform.as_ref(), target: from },
             engine::Side { platform: to_platform.as_ref(), target: to },
@@ -499,6 +517,14 @@ pub fn secrets_sync(cli: &Cli, args: &SecretsSyncArgs) -> Exit {
                     if out.json() {
                         out.json_line(&serde_json::to_value(d).unwrap_or_default());
                     } else {
+                        if d.at_creation {
+                            show!(
+                                "{}: does not exist yet; `shipit deploy` sets {} when it creates it (from its environment)",
+                                d.service,
+                                d.names.join(", ")
+                            );
+                            continue;
+                        }
                         let version = d.version.map(|v| format!(" (secrets version {v})")).unwrap_or_default();
                         // Railway and Render apply variables at a service's next deploy.
                         let when = match platform.kind() {

@@ -230,7 +230,29 @@ pub fn opts() -> shipit_core::engine::DeployOptions {
     o
 }
 
-/// Deploys `services` of `env` at `label` (digest [`digest`]) through the engine.
+/// The value every test offers for secret `name` before a deploy, as the CLI offers what its
+/// environment has (Render puts a new service's secrets in the request that creates it).
+pub fn offered(name: &str) -> String {
+    format!("offered-{name}-value")
+}
+
+/// Offers [`offered`] values for every secret of `t`'s services.
+pub fn offer_secrets(platform: &dyn Platform, t: shipit_core::Target<'_>) {
+    let values = t
+        .env
+        .services
+        .values()
+        .flat_map(|s| platform.required_secrets(s))
+        .map(|n| {
+            let v = offered(&n);
+            (n, secrecy::SecretString::from(v))
+        })
+        .collect();
+    platform.offer_secrets(values);
+}
+
+/// Deploys `services` of `env` at `label` (digest [`digest`]) through the engine, after
+/// [`offer_secrets`].
 pub async fn deploy_with(
     platform: &dyn Platform,
     app: &App,
@@ -241,6 +263,7 @@ pub async fn deploy_with(
     events: &shipit_core::Events,
 ) -> Result<shipit_core::engine::Summary, shipit_core::Error> {
     let t = target(app, env);
+    offer_secrets(platform, t);
     let mut images = std::collections::BTreeMap::new();
     for s in services {
         let svc = service(app, env, s);
