@@ -1,36 +1,42 @@
-//! `.github/workflows/shipit.yml`: build, deploy, promote and roll back from GitHub Actions.
+//! `.github/workflows/shipit.yml`: check, build, deploy, promote and roll back from GitHub
+//! Actions, as generated: it passes `check-workflows` (actionlint and zizmor) with no finding.
 //!
-//! The workflow has four jobs:
+//! Jobs:
 //!
-//! - `build` (on push to `main`): one matrix entry per service builds its Dockerfile for
+//! - `check` (pull requests): `shipit render --to all --env <production> --check` fails a pull
+//!   request whose committed platform files (and this workflow) drifted from `shipit.toml`.
+//! - `build` (push to `main`): one matrix entry per service builds its Dockerfile for
 //!   `linux/amd64` and `linux/arm64` and pushes `<image>:<commit sha>` and `<image>:latest`,
 //!   with a GitHub Actions build cache per service.
 //! - `deploy-staging` (after `build`): `shipit secrets sync`, then
-//!   `shipit deploy --env <staging> --tag <sha> --sha <sha>`.
-//! - `promote` and `rollback` (manual, `workflow_dispatch` with `action` and `environment`
-//!   inputs): `shipit promote <staging> <environment>` moves the digests staging runs, nothing
-//!   rebuilt; `shipit rollback --env <environment>` returns to the previous good release.
+//!   `shipit deploy --env <staging> --tag "$GITHUB_SHA"`.
+//! - `promote-<env>` and `rollback-<env>` (manual, `workflow_dispatch` with `action` and
+//!   `environment` inputs): one job per environment, so each passes exactly the variables that
+//!   environment's platform needs. `promote` moves the digests staging runs, nothing rebuilt;
+//!   `rollback` returns to the previous good release.
 //!
-//! "Staging" is the environment named `staging`, else the manifest's first; the default target
-//! of the manual jobs is `production`, else the last environment.
+//! "Staging" is the environment named `staging`, else the manifest's first; "production" (the
+//! default of the manual jobs and the environment `check` compares) is the one named
+//! `production`, else the last.
 //!
 //! Choices:
 //!
+//! - shipit comes from this repository's GitHub Action at the tag of the version that rendered
+//!   the file (a checksummed release binary, cached), not from a source build.
+//! - Permissions are granted per job, least first: `contents: read` everywhere, `packages: write`
+//!   only in the jobs that push images or move tags; the workflow itself grants nothing.
+//!   Checkouts do not persist credentials.
+//! - Each variable reaches only the step that reads it ([`Needs`]): the platform token, the
+//!   manifest's secrets (and on Fly the database URLs) for `secrets sync`; the token and the
+//!   registry's for `deploy`, `promote` and `rollback`.
 //! - Each deploying job runs in a GitHub environment of the same name, so secrets can differ
 //!   per environment (environment secrets win over repository secrets), and in a concurrency
-//!   group `shipit-<environment>` that queues rather than cancels: a deploy is never cut off
-//!   halfway, and a promotion never races a deploy of the same environment.
-//! - Platform tokens (`FLY_API_TOKEN`, `RAILWAY_TOKEN`, `RENDER_API_KEY`) come from secrets of
-//!   those names; `deploy-staging` gets the token of staging's target, the manual jobs those of
-//!   every environment's target. An environment without a `target` gets the tokens of every
-//!   declared target. The registry is reached with the job's `GITHUB_TOKEN`
-//!   (`packages: write`, which promotion needs to retag); a registry other than `ghcr.io` is
-//!   logged in to with the `REGISTRY_USERNAME` and `REGISTRY_PASSWORD` secrets.
-//! - Inputs reach shell commands through environment variables, never spliced into the script.
-//! - shipit is installed with `cargo install --locked` at this crate's version and cached.
+//!   group `shipit-<environment>` that queues rather than cancels.
+//! - No expression is spliced into a `run:` script: the commit comes from `GITHUB_SHA`, and the
+//!   environment names are the manifest's (lowercase letters, digits, dashes).
 //! - The workflow expects `shipit.toml` at the repository root.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -38,12 +44,20 @@ use serde::Serialize;
 use crate::compose::to_yaml;
 use crate::files::{RenderError, RenderedFile};
 use crate::model::{App, Environment, PlatformKind};
+use crate::platform::database_reference_names;
 
 /// The path of the rendered file.
 pub const PATH: &str = ".github/workflows/shipit.yml";
 
 /// The shipit version the workflow installs: this crate's.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `owner/repo` of shipit's own GitHub Action (this workspace's repository).
+fn action_repo() -> &'static str {
+    env!("CARGO_PKG_REPOSITORY").strip_prefix("https://github.com/").unwrap_or("shipit-dev/shipit")
+}
+
+const CHECKOUT: &str = "actions/checkout@v6";
 
 /// The variable holding `platform`'s API token, as the CLI reads it.
 pub fn token_var(platform: PlatformKind) -> &'static str {
@@ -54,35 +68,142 @@ pub fn token_var(platform: PlatformKind) -> &'static str {
     }
 }
 
+/// Railway's account token: the one that sees two environments (a project token sees one).
+const RAILWAY_ACCOUNT_TOKEN: &str = "RAILWAY_API_TOKEN";
+
+/// The variables each shipit step of the workflow passes, for one environment: exactly what
+/// that command reads on the environment's platform. The rendered workflow is built from this,
+/// and the CLI's end-to-end tests run each step with exactly these variables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Needs {
+    /// The environment's platform; `None` when it has no target and the manifest declares
+    /// several (the workflow does not deploy it).
+    pub platform: Option<PlatformKind>,
+    /// `shipit secrets sync --env <env>`: the platform token and every secret name the
+    /// platform needs (on Fly, the database URLs from `env_from` too).
+    pub sync: BTreeSet<String>,
+    /// `shipit deploy`: the platform token and the registry's; on Render the secrets too,
+    /// which a service gets in the request that creates it.
+    pub deploy: BTreeSet<String>,
+    /// `shipit rollback`: the platform token and the registry's.
+    pub rollback: BTreeSet<String>,
+    /// `shipit promote <staging> <env>`: both environments' tokens (Railway's account token
+    /// to read a Railway staging) and the registry's, and on Render the secrets; `None` for
+    /// staging itself.
+    pub promote: Option<BTreeSet<String>>,
+}
+
+/// What each step of the workflow passes for environment `env` (see [`Needs`]).
+pub fn needs(app: &App, env: &Environment) -> Needs {
+    let Some(kind) = app.resolve_platform(None, Some(&env.name)) else { return Needs::default() };
+    let staging = staging_of(app);
+    let mut sync: BTreeSet<String> = secret_names(kind, env);
+    if !sync.is_empty() {
+        sync.insert(token_var(kind).to_string());
+    }
+    let registry = registry_vars(app, env, kind);
+    let mut deploy: BTreeSet<String> = registry.clone();
+    deploy.insert(token_var(kind).to_string());
+    // Render starts a service's first deploy when it creates it: the secrets go in that request.
+    let creates_with_secrets = if kind == PlatformKind::Render { secret_names(kind, env) } else { BTreeSet::new() };
+    let rollback = deploy.clone();
+    deploy.extend(creates_with_secrets.iter().cloned());
+    let promote = staging.filter(|s| s.name != env.name).and_then(|s| {
+        let from = app.resolve_platform(None, Some(&s.name))?;
+        let mut vars = registry.clone();
+        vars.extend(creates_with_secrets.iter().cloned());
+        if from == PlatformKind::Railway {
+            // Reading staging from a job of another GitHub environment: a project token sees
+            // only its own environment, so the account token.
+            vars.insert(RAILWAY_ACCOUNT_TOKEN.to_string());
+            if kind == PlatformKind::Railway && sync.remove(token_var(kind)) {
+                sync.insert(RAILWAY_ACCOUNT_TOKEN.to_string());
+            }
+        } else {
+            vars.insert(token_var(from).to_string());
+        }
+        if !(from == PlatformKind::Railway && kind == PlatformKind::Railway) {
+            vars.insert(token_var(kind).to_string());
+        }
+        Some(vars)
+    });
+    Needs { platform: Some(kind), sync, deploy, rollback, promote }
+}
+
+/// Secret names `env`'s services need on `kind`.
+fn secret_names(kind: PlatformKind, env: &Environment) -> BTreeSet<String> {
+    env.services
+        .values()
+        .flat_map(|s| {
+            let databases = (kind == PlatformKind::Fly).then(|| database_reference_names(s)).into_iter().flatten();
+            s.secret_names().chain(databases).map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The registry credential shipit reads for `env` on `kind`, for images on GHCR (resolving
+/// tags, moving them): the job's `GITHUB_TOKEN`; on Render `GHCR_TOKEN` instead, a lasting
+/// token that Render also pulls private images with (unless `[targets.render]
+/// registry_credential` names one), and which the registry client prefers when both are set.
+fn registry_vars(app: &App, env: &Environment, kind: PlatformKind) -> BTreeSet<String> {
+    let ghcr = env.services.values().any(|s| s.image.registry == GHCR);
+    let name = if kind == PlatformKind::Render && app.targets.render.registry_credential.is_none() {
+        "GHCR_TOKEN"
+    } else {
+        "GITHUB_TOKEN"
+    };
+    ghcr.then(|| name.to_string()).into_iter().collect()
+}
+
+fn staging_of(app: &App) -> Option<&Environment> {
+    app.environments.get("staging").or_else(|| app.environments.values().next())
+}
+
+fn production_of(app: &App) -> Option<&Environment> {
+    app.environments.get("production").or_else(|| app.environments.values().last())
+}
+
 /// Renders `.github/workflows/shipit.yml`.
 ///
 /// `env` is accepted for symmetry with the other renderers: the workflow covers every
 /// environment of the manifest.
 pub fn render(app: &App, env: &str) -> Result<Vec<RenderedFile>, RenderError> {
     let _ = env;
-    let envs: Vec<&Environment> = app.environments.values().collect();
-    let (Some(first), Some(last)) = (envs.first(), envs.last()) else {
+    let (Some(staging), Some(production)) = (staging_of(app), production_of(app)) else {
         return Err(RenderError::new("github", "the manifest declares no environment"));
     };
-    let staging = app.environments.get("staging").unwrap_or(first);
-    let production = app.environments.get("production").unwrap_or(last);
-    let can_promote = envs.len() > 1;
-
-    let staging_tokens = tokens(app, [staging]);
-    let all_tokens = tokens(app, envs.iter().copied());
-    let staging_secrets = secrets(staging);
-    let all_secrets: BTreeSet<&str> = envs.iter().flat_map(|e| secrets(e)).collect();
+    let needs: IndexMap<&str, Needs> = app.environments.values().map(|e| (e.name.as_str(), needs(app, e))).collect();
+    let deployed: Vec<&Environment> = app
+        .environments
+        .values()
+        .filter(|e| needs.get(e.name.as_str()).is_some_and(|n| n.platform.is_some()))
+        .collect();
+    let promotable: Vec<&Environment> =
+        deployed.iter().copied().filter(|e| needs.get(e.name.as_str()).is_some_and(|n| n.promote.is_some())).collect();
 
     let mut jobs = IndexMap::new();
+    jobs.insert("check".to_string(), check_job(&production.name));
     jobs.insert("build".to_string(), build_job(app));
-    jobs.insert("deploy-staging".to_string(), deploy_staging_job(&staging.name, &staging_tokens, &staging_secrets));
-    if can_promote {
-        jobs.insert("promote".to_string(), promote_job(&staging.name, &all_tokens, &all_secrets));
+    if let Some(n) = needs.get(staging.name.as_str()).filter(|n| n.platform.is_some()) {
+        jobs.insert("deploy-staging".to_string(), deploy_staging_job(&staging.name, n));
     }
-    jobs.insert("rollback".to_string(), rollback_job(&all_tokens));
+    for e in &promotable {
+        if let Some(n) = needs.get(e.name.as_str()) {
+            jobs.insert(format!("promote-{}", e.name), promote_job(&staging.name, &e.name, n));
+        }
+    }
+    if !promotable.is_empty() {
+        jobs.insert("promote-to-itself".to_string(), refuse_job(&staging.name));
+    }
+    for e in &deployed {
+        if let Some(n) = needs.get(e.name.as_str()) {
+            jobs.insert(format!("rollback-{}", e.name), rollback_job(&e.name, n));
+        }
+    }
 
     let mut actions = Vec::new();
-    if can_promote {
+    if !promotable.is_empty() {
         actions.push("promote".to_string());
     }
     actions.push("rollback".to_string());
@@ -103,7 +224,7 @@ pub fn render(app: &App, env: &str) -> Result<Vec<RenderedFile>, RenderError> {
                 description: "Environment to promote to or roll back".to_string(),
                 required: true,
                 kind: "choice",
-                options: app.environments.keys().cloned().collect(),
+                options: deployed.iter().map(|e| e.name.clone()).collect(),
                 default: production.name.clone(),
             },
         ),
@@ -111,24 +232,45 @@ pub fn render(app: &App, env: &str) -> Result<Vec<RenderedFile>, RenderError> {
 
     let workflow = Workflow {
         name: "shipit",
-        on: On { push: Push { branches: vec!["main".to_string()] }, workflow_dispatch: Dispatch { inputs } },
-        permissions: IndexMap::from([("contents", "read"), ("packages", "write")]),
+        on: On {
+            pull_request: PullRequest { branches: vec!["main".to_string()] },
+            push: Push { branches: vec!["main".to_string()] },
+            workflow_dispatch: Dispatch { inputs },
+        },
+        permissions: IndexMap::new(),
         jobs,
     };
     let yaml = to_yaml(&workflow).map_err(|e| RenderError::new("github", e))?;
+    Ok(vec![RenderedFile::new(PATH, header(app, &needs) + &yaml)])
+}
 
-    let mut repo_secrets: BTreeSet<&str> = all_tokens.iter().map(|p| token_var(*p)).collect();
-    repo_secrets.extend(all_secrets.iter().copied());
-    if registries(app).iter().any(|r| r != GHCR) {
-        repo_secrets.extend(["REGISTRY_USERNAME", "REGISTRY_PASSWORD"]);
-    }
+/// The header: which GitHub secrets to set, per environment.
+fn header(app: &App, needs: &IndexMap<&str, Needs>) -> String {
     let mut text = String::from("# generated by shipit from shipit.toml: edit shipit.toml, not this file\n");
-    if !repo_secrets.is_empty() {
-        let names: Vec<&str> = repo_secrets.into_iter().collect();
-        text.push_str(&format!("# secrets to set (per environment or for the repository): {}\n", names.join(", ")));
+    text.push_str("# GitHub secrets each environment's jobs pass (set them per environment or for the repository):\n");
+    for (env, n) in needs {
+        let Some(kind) = n.platform else {
+            text.push_str(&format!("#   {env}: not deployed here (no `target`, and the manifest declares several)\n"));
+            continue;
+        };
+        let mut names: BTreeSet<&str> = n.sync.iter().chain(&n.deploy).chain(&n.rollback).map(String::as_str).collect();
+        names.extend(n.promote.iter().flatten().map(String::as_str));
+        names.remove("GITHUB_TOKEN");
+        let names: Vec<&str> = names.into_iter().collect();
+        text.push_str(&format!("#   {env} ({kind}): {}\n", names.join(", ")));
     }
-    text.push_str(&yaml);
-    Ok(vec![RenderedFile::new(PATH, text)])
+    text.push_str("# GITHUB_TOKEN is the job's own (packages: write only where it pushes images or moves tags).\n");
+    if needs.values().any(|n| n.deploy.contains("GHCR_TOKEN")) {
+        text.push_str(
+            "# GHCR_TOKEN: a token that can read and write the packages; Render keeps it to pull private images.\n",
+        );
+    }
+    if registries(app).iter().any(|r| r != GHCR) {
+        text.push_str(
+            "# The build job logs in to registries other than ghcr.io with REGISTRY_USERNAME and REGISTRY_PASSWORD.\n",
+        );
+    }
+    text
 }
 
 const GHCR: &str = "ghcr.io";
@@ -143,8 +285,14 @@ struct Workflow {
 
 #[derive(Serialize)]
 struct On {
+    pull_request: PullRequest,
     push: Push,
     workflow_dispatch: Dispatch,
+}
+
+#[derive(Serialize)]
+struct PullRequest {
+    branches: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -174,19 +322,53 @@ struct Job {
     #[serde(skip_serializing_if = "Option::is_none")]
     needs: Option<&'static str>,
     #[serde(rename = "if")]
-    condition: &'static str,
+    condition: String,
     runs_on: &'static str,
     timeout_minutes: u32,
+    permissions: IndexMap<&'static str, &'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     environment: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     concurrency: Option<Concurrency>,
     #[serde(skip_serializing_if = "Option::is_none")]
     strategy: Option<Strategy>,
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
-    env: IndexMap<String, String>,
     steps: Vec<Step>,
 }
+
+impl Job {
+    fn new(name: String, condition: String, permissions: &[(&'static str, &'static str)], steps: Vec<Step>) -> Self {
+        Self {
+            name,
+            needs: None,
+            condition,
+            runs_on: "ubuntu-latest",
+            timeout_minutes: 30,
+            permissions: permissions.iter().copied().collect(),
+            environment: None,
+            concurrency: None,
+            strategy: None,
+            steps,
+        }
+    }
+
+    /// `contents: read`, and `packages: write` when a step is given the job's `GITHUB_TOKEN`
+    /// (to push images or move tags).
+    fn least_permissions(mut self) -> Self {
+        let pushes = self.steps.iter().any(|s| s.env.contains_key("GITHUB_TOKEN"));
+        self.permissions = (if pushes { PUSH } else { READ }).iter().copied().collect();
+        self
+    }
+
+    /// Runs in the GitHub environment `env`, queued behind any other job acting on it.
+    fn in_environment(mut self, env: &str) -> Self {
+        self.environment = Some(env.to_string());
+        self.concurrency = Some(Concurrency { group: format!("shipit-{env}"), cancel_in_progress: false });
+        self
+    }
+}
+
+const READ: &[(&str, &str)] = &[("contents", "read")];
+const PUSH: &[(&str, &str)] = &[("contents", "read"), ("packages", "write")];
 
 #[derive(Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -224,18 +406,18 @@ struct Step {
     #[serde(rename = "if", skip_serializing_if = "Option::is_none")]
     condition: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    uses: Option<&'static str>,
+    uses: Option<String>,
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     with: IndexMap<&'static str, With>,
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
-    env: IndexMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    env: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     run: Option<String>,
 }
 
 impl Step {
-    fn uses(action: &'static str) -> Self {
-        Self { uses: Some(action), ..Self::default() }
+    fn uses(action: impl Into<String>) -> Self {
+        Self { uses: Some(action.into()), ..Self::default() }
     }
 
     fn run(name: &str, script: String) -> Self {
@@ -244,6 +426,12 @@ impl Step {
 
     fn with(mut self, key: &'static str, value: impl Into<With>) -> Self {
         self.with.insert(key, value.into());
+        self
+    }
+
+    /// Each of `names` from the GitHub secret of the same name (`GITHUB_TOKEN`: the job's).
+    fn secrets<'a>(mut self, names: impl IntoIterator<Item = &'a String>) -> Self {
+        self.env.extend(names.into_iter().map(|n| (n.clone(), secret(n))));
         self
     }
 }
@@ -283,19 +471,38 @@ fn secret(name: &str) -> String {
     expr(&format!("secrets.{name}"))
 }
 
-/// Platforms whose tokens the jobs deploying `envs` need.
-fn tokens<'a>(app: &App, envs: impl IntoIterator<Item = &'a Environment>) -> BTreeSet<PlatformKind> {
-    envs.into_iter().flat_map(|e| e.target.map_or_else(|| app.targets.declared(), |t| vec![t])).collect()
-}
-
-/// Names of the secrets `env`'s services need.
-fn secrets(env: &Environment) -> BTreeSet<&str> {
-    env.services.values().flat_map(|s| s.secret_names()).collect()
-}
-
 /// Registries the services' images live in.
 fn registries(app: &App) -> BTreeSet<String> {
     app.services.values().map(|s| s.image.registry.clone()).collect()
+}
+
+/// A checkout that leaves no token behind in `.git/config`.
+fn checkout() -> Step {
+    Step::uses(CHECKOUT).with("persist-credentials", false)
+}
+
+/// Checkout, then shipit from its GitHub Action at this version's tag.
+fn setup_steps() -> Vec<Step> {
+    vec![
+        checkout(),
+        Step { name: Some("Install shipit".to_string()), ..Step::uses(format!("{}@v{VERSION}", action_repo())) },
+    ]
+}
+
+fn check_job(production: &str) -> Job {
+    let mut steps = setup_steps();
+    steps.push(Step::run(
+        "Platform files match shipit.toml",
+        format!("shipit render --to all --env {production} --check"),
+    ));
+    let mut job = Job::new(
+        "platform files match shipit.toml".to_string(),
+        "github.event_name == 'pull_request'".to_string(),
+        READ,
+        steps,
+    );
+    job.timeout_minutes = 10;
+    job
 }
 
 fn build_job(app: &App) -> Job {
@@ -312,18 +519,15 @@ fn build_job(app: &App) -> Job {
             dockerfile: s.build.dockerfile.clone(),
         })
         .collect();
-    let mut steps = vec![
-        Step::uses("actions/checkout@v4"),
-        Step::uses("docker/setup-qemu-action@v3"),
-        Step::uses("docker/setup-buildx-action@v3"),
-    ];
+    let mut steps =
+        vec![checkout(), Step::uses("docker/setup-qemu-action@v4"), Step::uses("docker/setup-buildx-action@v4")];
     for registry in &registries {
         let (user, password) = if registry == GHCR {
             (expr("github.actor"), secret("GITHUB_TOKEN"))
         } else {
             (secret("REGISTRY_USERNAME"), secret("REGISTRY_PASSWORD"))
         };
-        let mut login = Step::uses("docker/login-action@v3")
+        let mut login = Step::uses("docker/login-action@v4")
             .with("registry", registry.as_str())
             .with("username", user)
             .with("password", password);
@@ -335,7 +539,7 @@ fn build_job(app: &App) -> Job {
     let image = expr("matrix.image");
     let scope = expr("matrix.service");
     steps.push(
-        Step::uses("docker/build-push-action@v6")
+        Step::uses("docker/build-push-action@v7")
             .with("context", expr("matrix.context"))
             .with("file", expr("matrix.dockerfile"))
             .with("platforms", "linux/amd64,linux/arm64")
@@ -344,118 +548,70 @@ fn build_job(app: &App) -> Job {
             .with("cache-from", format!("type=gha,scope={scope}"))
             .with("cache-to", format!("type=gha,mode=max,scope={scope}")),
     );
-    Job {
-        name: format!("build {}", expr("matrix.service")),
-        needs: None,
-        condition: "github.event_name == 'push'",
-        runs_on: "ubuntu-latest",
-        timeout_minutes: 60,
-        environment: None,
-        concurrency: None,
-        strategy: Some(Strategy { fail_fast: true, matrix: Matrix { include } }),
-        env: IndexMap::new(),
-        steps,
-    }
-}
-
-/// Job-level variables: platform tokens and the registry token.
-fn job_env(tokens: &BTreeSet<PlatformKind>) -> IndexMap<String, String> {
-    let mut env: IndexMap<String, String> =
-        tokens.iter().map(|p| (token_var(*p).to_string(), secret(token_var(*p)))).collect();
-    env.insert("GITHUB_TOKEN".to_string(), secret("GITHUB_TOKEN"));
-    env
-}
-
-/// Checkout and a cached `cargo install` of shipit.
-fn setup_steps() -> Vec<Step> {
-    vec![
-        Step::uses("actions/checkout@v4"),
-        Step { name: Some("Cache shipit".to_string()), ..Step::uses("actions/cache@v4") }
-            .with("path", "~/.cargo/bin/shipit")
-            .with("key", format!("shipit-{VERSION}-{}-{}", expr("runner.os"), expr("runner.arch"))),
-        Step::run(
-            "Install shipit",
-            format!("command -v shipit >/dev/null || cargo install --locked shipit --version {VERSION}"),
-        ),
-    ]
-}
-
-/// `shipit secrets sync`, with each secret's value from the GitHub secret of the same name.
-fn sync_step(env_arg: &str, names: &BTreeSet<&str>) -> Option<Step> {
-    if names.is_empty() {
-        return None;
-    }
-    let mut step = Step::run("Sync secrets", format!("shipit secrets sync --env {env_arg}"));
-    step.env.extend(names.iter().map(|n| (n.to_string(), secret(n))));
-    Some(step)
-}
-
-fn deploy_staging_job(staging: &str, tokens: &BTreeSet<PlatformKind>, secrets: &BTreeSet<&str>) -> Job {
-    let mut steps = setup_steps();
-    steps.extend(sync_step(staging, secrets));
-    let sha = expr("github.sha");
-    steps.push(Step::run("Deploy", format!("shipit deploy --env {staging} --tag {sha} --sha {sha}")));
-    Job {
-        name: format!("deploy to {staging}"),
-        needs: Some("build"),
-        condition: "github.event_name == 'push' && github.ref == 'refs/heads/main'",
-        runs_on: "ubuntu-latest",
-        timeout_minutes: 30,
-        environment: Some(staging.to_string()),
-        concurrency: Some(Concurrency { group: format!("shipit-{staging}"), cancel_in_progress: false }),
-        strategy: None,
-        env: job_env(tokens),
-        steps,
-    }
-}
-
-/// A manual job acting on the environment chosen in the `environment` input.
-fn manual_job(name: String, condition: &'static str, tokens: &BTreeSet<PlatformKind>, steps: Vec<Step>) -> Job {
-    let target = expr("inputs.environment");
-    let mut env = job_env(tokens);
-    env.insert("SHIPIT_ENV".to_string(), target.clone());
-    let mut all = setup_steps();
-    all.extend(steps);
-    Job {
-        name,
-        needs: None,
-        condition,
-        runs_on: "ubuntu-latest",
-        timeout_minutes: 30,
-        environment: Some(target.clone()),
-        concurrency: Some(Concurrency { group: format!("shipit-{target}"), cancel_in_progress: false }),
-        strategy: None,
-        env,
-        steps: all,
-    }
-}
-
-fn promote_job(staging: &str, tokens: &BTreeSet<PlatformKind>, secrets: &BTreeSet<&str>) -> Job {
-    let mut steps = Vec::new();
-    steps.extend(sync_step("\"$SHIPIT_ENV\"", secrets));
-    steps.push(Step::run("Promote", format!("shipit promote {staging} \"$SHIPIT_ENV\"")));
-    let mut job = manual_job(
-        format!("promote {staging} to {}", expr("inputs.environment")),
-        "github.event_name == 'workflow_dispatch' && inputs.action == 'promote'",
-        tokens,
+    let mut job = Job::new(
+        format!("build {}", expr("matrix.service")),
+        "github.event_name == 'push' && github.ref == 'refs/heads/main'".to_string(),
+        PUSH,
         steps,
     );
-    let guard = Step {
-        condition: Some(format!("inputs.environment == '{staging}'")),
-        ..Step::run(
-            "Refuse to promote to itself",
-            format!("echo \"::error::{staging} is where promotions come from; pick another environment\"; exit 1"),
-        )
-    };
-    job.steps.insert(0, guard);
+    job.timeout_minutes = 60;
+    job.strategy = Some(Strategy { fail_fast: true, matrix: Matrix { include } });
     job
 }
 
-fn rollback_job(tokens: &BTreeSet<PlatformKind>) -> Job {
-    manual_job(
-        format!("roll back {}", expr("inputs.environment")),
-        "github.event_name == 'workflow_dispatch' && inputs.action == 'rollback'",
-        tokens,
-        vec![Step::run("Roll back", "shipit rollback --env \"$SHIPIT_ENV\"".to_string())],
+/// `shipit secrets sync`, when the environment has secrets.
+fn sync_step(env: &str, names: &BTreeSet<String>) -> Option<Step> {
+    (!names.is_empty()).then(|| Step::run("Sync secrets", format!("shipit secrets sync --env {env}")).secrets(names))
+}
+
+fn deploy_staging_job(staging: &str, needs: &Needs) -> Job {
+    let mut steps = setup_steps();
+    steps.extend(sync_step(staging, &needs.sync));
+    steps.push(
+        Step::run("Deploy", format!("shipit deploy --env {staging} --tag \"$GITHUB_SHA\"")).secrets(&needs.deploy),
+    );
+    let mut job = Job::new(
+        format!("deploy to {staging}"),
+        "github.event_name == 'push' && github.ref == 'refs/heads/main'".to_string(),
+        READ,
+        steps,
     )
+    .least_permissions()
+    .in_environment(staging);
+    job.needs = Some("build");
+    job
+}
+
+/// The condition of the manual job doing `action` to `env`.
+fn dispatched(action: &str, env: &str) -> String {
+    format!("github.event_name == 'workflow_dispatch' && inputs.action == '{action}' && inputs.environment == '{env}'")
+}
+
+fn promote_job(staging: &str, env: &str, needs: &Needs) -> Job {
+    let mut steps = setup_steps();
+    steps.extend(sync_step(env, &needs.sync));
+    let promote = needs.promote.clone().unwrap_or_default();
+    steps.push(Step::run("Promote", format!("shipit promote {staging} {env}")).secrets(&promote));
+    Job::new(format!("promote {staging} to {env}"), dispatched("promote", env), READ, steps)
+        .least_permissions()
+        .in_environment(env)
+}
+
+/// Fails a promotion of staging to itself, which no other job would run.
+fn refuse_job(staging: &str) -> Job {
+    let steps = vec![Step::run(
+        "Refuse to promote to itself",
+        format!("echo \"::error::{staging} is where promotions come from; pick another environment\"; exit 1"),
+    )];
+    let mut job = Job::new(format!("promote {staging} to itself"), dispatched("promote", staging), &[], steps);
+    job.timeout_minutes = 5;
+    job
+}
+
+fn rollback_job(env: &str, needs: &Needs) -> Job {
+    let mut steps = setup_steps();
+    steps.push(Step::run("Roll back", format!("shipit rollback --env {env}")).secrets(&needs.rollback));
+    Job::new(format!("roll back {env}"), dispatched("rollback", env), READ, steps)
+        .least_permissions()
+        .in_environment(env)
 }

@@ -1,5 +1,5 @@
 //! `.github/workflows/shipit.yml` for the reference app: snapshot and what a user checks first.
-#![allow(clippy::unwrap_used)] // test helpers
+#![allow(clippy::unwrap_used, clippy::panic)] // test helpers
 use serde_json::{Value, json};
 use shipit_core::{App, github, load};
 
@@ -16,6 +16,12 @@ fn render_app(app: &App, env: &str) -> String {
 
 fn render(env: &str) -> String {
     render_app(&app(), env)
+}
+
+/// Job ids in the order the file lists them (serde_json's map sorts keys).
+fn job_ids(text: &str) -> Vec<&str> {
+    let jobs = text.split_once("\njobs:\n").unwrap().1;
+    jobs.lines().filter_map(|l| l.strip_prefix("  ")?.strip_suffix(':')).filter(|l| !l.starts_with(' ')).collect()
 }
 
 fn parsed(text: &str) -> Value {
@@ -39,19 +45,81 @@ fn on_is_a_string_key_even_for_yaml_1_1_readers() {
     let doc = parsed(&text);
     assert_eq!(doc["name"], "shipit");
     assert_eq!(doc["on"]["push"]["branches"], json!(["main"]));
+    assert_eq!(doc["on"]["pull_request"]["branches"], json!(["main"]));
     let inputs = &doc["on"]["workflow_dispatch"]["inputs"];
     assert_eq!(inputs["action"]["options"], json!(["promote", "rollback"]));
     assert_eq!(inputs["environment"]["type"], "choice");
     assert_eq!(inputs["environment"]["options"], json!(["staging", "production"]));
     assert_eq!(inputs["environment"]["default"], "production");
-    assert_eq!(doc["permissions"], json!({"contents": "read", "packages": "write"}));
+}
+
+#[test]
+fn permissions_are_per_job_and_least_first() {
+    let text = render("production");
+    let doc = parsed(&text);
+    assert_eq!(doc["permissions"], json!({}), "the workflow grants nothing by itself");
+    let jobs = doc["jobs"].as_object().unwrap();
+    assert_eq!(
+        job_ids(&text),
+        [
+            "check",
+            "build",
+            "deploy-staging",
+            "promote-production",
+            "promote-to-itself",
+            "rollback-staging",
+            "rollback-production"
+        ]
+    );
+    for (id, job) in jobs {
+        let expected = match id.as_str() {
+            "check" => json!({"contents": "read"}),
+            "promote-to-itself" => json!({}),
+            // These push images or move environment tags.
+            _ => json!({"contents": "read", "packages": "write"}),
+        };
+        assert_eq!(job["permissions"], expected, "{id}");
+        for step in job["steps"].as_array().unwrap() {
+            if step["uses"].as_str().is_some_and(|u| u.starts_with("actions/checkout@")) {
+                assert_eq!(step["with"]["persist-credentials"], false, "{id}: checkout keeps no token");
+            }
+            // Nothing is spliced into a script: every run line is free of `${{`.
+            assert!(!step["run"].as_str().unwrap_or("").contains("${{"), "{id}: {step}");
+        }
+    }
+}
+
+#[test]
+fn every_action_is_on_a_current_major_and_shipit_comes_from_its_action() {
+    let doc = parsed(&render("production"));
+    let mut uses: Vec<String> = doc["jobs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|j| j["steps"].as_array().unwrap().iter().filter_map(|s| s["uses"].as_str().map(str::to_string)))
+        .collect();
+    uses.sort();
+    uses.dedup();
+    assert_eq!(
+        uses,
+        [
+            "actions/checkout@v6",
+            "docker/build-push-action@v7",
+            "docker/login-action@v4",
+            "docker/setup-buildx-action@v4",
+            "docker/setup-qemu-action@v4",
+            &format!("shipit-dev/shipit@v{}", env!("CARGO_PKG_VERSION")),
+        ]
+    );
+    let text = render("production");
+    assert!(!text.contains("cargo install"), "{text}");
 }
 
 #[test]
 fn build_pushes_multi_arch_images_tagged_with_the_sha() {
     let doc = parsed(&render("production"));
     let build = &doc["jobs"]["build"];
-    assert_eq!(build["if"], "github.event_name == 'push'");
+    assert_eq!(build["if"], "github.event_name == 'push' && github.ref == 'refs/heads/main'");
     let include = build["strategy"]["matrix"]["include"].as_array().unwrap();
     assert_eq!(include.len(), 3);
     assert_eq!(
@@ -59,17 +127,6 @@ fn build_pushes_multi_arch_images_tagged_with_the_sha() {
         json!({"service": "api", "image": "ghcr.io/acme/forgestack-api", "context": "apps/api", "dockerfile": "apps/api/Dockerfile"})
     );
     let steps = build["steps"].as_array().unwrap();
-    let uses: Vec<&str> = steps.iter().filter_map(|s| s["uses"].as_str()).collect();
-    assert_eq!(
-        uses,
-        [
-            "actions/checkout@v4",
-            "docker/setup-qemu-action@v3",
-            "docker/setup-buildx-action@v3",
-            "docker/login-action@v3",
-            "docker/build-push-action@v6"
-        ]
-    );
     assert_eq!(
         steps[3]["with"],
         json!({"registry": "ghcr.io", "username": "${{ github.actor }}", "password": "${{ secrets.GITHUB_TOKEN }}"})
@@ -82,64 +139,131 @@ fn build_pushes_multi_arch_images_tagged_with_the_sha() {
     assert_eq!(push["cache-to"], "type=gha,mode=max,scope=${{ matrix.service }}");
 }
 
+/// The step of `job` named `name`.
+fn step<'a>(doc: &'a Value, job: &str, name: &str) -> &'a Value {
+    doc["jobs"][job]["steps"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()
+}
+
+fn env_keys(step: &Value) -> Vec<String> {
+    step["env"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+}
+
+#[test]
+fn checks_drift_on_pull_requests() {
+    let doc = parsed(&render("production"));
+    let check = &doc["jobs"]["check"];
+    assert_eq!(check["if"], "github.event_name == 'pull_request'");
+    assert_eq!(
+        step(&doc, "check", "Platform files match shipit.toml")["run"],
+        "shipit render --to all --env production --check"
+    );
+}
+
 #[test]
 fn staging_deploys_on_push_and_manual_jobs_promote_or_roll_back() {
     let doc = parsed(&render("production"));
     let jobs = &doc["jobs"];
-    let text = render("production");
-    let order: Vec<usize> = ["\n  build:", "\n  deploy-staging:", "\n  promote:", "\n  rollback:"]
-        .iter()
-        .map(|j| text.find(j).unwrap())
-        .collect();
-    assert!(order.is_sorted(), "jobs in order build, deploy-staging, promote, rollback");
-
     let deploy = &jobs["deploy-staging"];
     assert_eq!(deploy["needs"], "build");
     assert_eq!(deploy["environment"], "staging");
     assert_eq!(deploy["concurrency"], json!({"group": "shipit-staging", "cancel-in-progress": false}));
+    assert!(deploy.get("env").is_none(), "variables reach only the steps that read them");
+    // On Fly the database URLs are app secrets too.
+    let sync = step(&doc, "deploy-staging", "Sync secrets");
+    assert_eq!(sync["run"], "shipit secrets sync --env staging");
     assert_eq!(
-        deploy["env"],
-        json!({"FLY_API_TOKEN": "${{ secrets.FLY_API_TOKEN }}", "GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}"})
+        env_keys(sync),
+        ["BETTER_AUTH_SECRET", "DATABASE_URL", "FLY_API_TOKEN", "REDIS_URL", "STRIPE_SECRET_KEY"]
     );
-    let runs: Vec<&str> = deploy["steps"].as_array().unwrap().iter().filter_map(|s| s["run"].as_str()).collect();
-    assert!(
-        runs.iter()
-            .any(|r| r.contains(&format!("cargo install --locked shipit --version {}", env!("CARGO_PKG_VERSION")))),
-        "{runs:?}"
-    );
-    assert!(runs.contains(&"shipit secrets sync --env staging"), "{runs:?}");
-    assert!(runs.contains(&"shipit deploy --env staging --tag ${{ github.sha }} --sha ${{ github.sha }}"), "{runs:?}");
-    let sync = deploy["steps"].as_array().unwrap().iter().find(|s| s["name"] == "Sync secrets").unwrap();
-    assert_eq!(
-        sync["env"],
-        json!({"BETTER_AUTH_SECRET": "${{ secrets.BETTER_AUTH_SECRET }}", "STRIPE_SECRET_KEY": "${{ secrets.STRIPE_SECRET_KEY }}"})
-    );
+    assert_eq!(sync["env"]["DATABASE_URL"], "${{ secrets.DATABASE_URL }}");
+    let run = step(&doc, "deploy-staging", "Deploy");
+    assert_eq!(run["run"], "shipit deploy --env staging --tag \"$GITHUB_SHA\"");
+    assert_eq!(env_keys(run), ["FLY_API_TOKEN", "GITHUB_TOKEN"]);
 
-    for (job, action, command) in [
-        ("promote", "promote", "shipit promote staging \"$SHIPIT_ENV\""),
-        ("rollback", "rollback", "shipit rollback --env \"$SHIPIT_ENV\""),
-    ] {
-        let j = &jobs[job];
-        assert_eq!(j["if"], format!("github.event_name == 'workflow_dispatch' && inputs.action == '{action}'"));
-        assert_eq!(j["environment"], "${{ inputs.environment }}");
-        assert_eq!(j["concurrency"], json!({"group": "shipit-${{ inputs.environment }}", "cancel-in-progress": false}));
-        assert_eq!(j["env"]["SHIPIT_ENV"], "${{ inputs.environment }}");
-        assert!(j["steps"].as_array().unwrap().iter().any(|s| s["run"] == command), "{job}");
+    let promote = &jobs["promote-production"];
+    assert_eq!(
+        promote["if"],
+        "github.event_name == 'workflow_dispatch' && inputs.action == 'promote' && inputs.environment == 'production'"
+    );
+    assert_eq!(promote["environment"], "production");
+    assert_eq!(promote["concurrency"]["group"], "shipit-production");
+    assert_eq!(step(&doc, "promote-production", "Promote")["run"], "shipit promote staging production");
+    assert_eq!(step(&doc, "promote-production", "Sync secrets")["run"], "shipit secrets sync --env production");
+    assert!(jobs["promote-to-itself"]["if"].as_str().unwrap().ends_with("inputs.environment == 'staging'"));
+    for env in ["staging", "production"] {
+        let r = step(&doc, &format!("rollback-{env}"), "Roll back");
+        assert_eq!(r["run"], format!("shipit rollback --env {env}"));
+        assert_eq!(env_keys(r), ["FLY_API_TOKEN", "GITHUB_TOKEN"]);
     }
 }
 
-#[test]
-fn tokens_follow_the_targets_of_the_environments() {
+fn with_targets(staging: &str, production: &str) -> App {
     let text = include_str!("../../../examples/forgestack/shipit.toml")
-        .replace("[environments.staging]\ntarget = \"fly\"", "[environments.staging]\ntarget = \"railway\"")
-        .replace("[environments.production]\ntarget = \"fly\"", "[environments.production]\ntarget = \"render\"");
+        .replace("[environments.staging]\ntarget = \"fly\"", &format!("[environments.staging]\ntarget = \"{staging}\""))
+        .replace(
+            "[environments.production]\ntarget = \"fly\"",
+            &format!("[environments.production]\ntarget = \"{production}\""),
+        );
     let Ok(app) = shipit_core::parse(&text, "shipit.toml") else { panic!("manifest should parse") };
-    let doc = parsed(&render_app(&app, "staging"));
-    // serde_json's map sorts keys
-    let env_keys = |job: &str| doc["jobs"][job]["env"].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
-    assert_eq!(env_keys("deploy-staging"), ["GITHUB_TOKEN", "RAILWAY_TOKEN"]);
-    assert_eq!(env_keys("promote"), ["GITHUB_TOKEN", "RAILWAY_TOKEN", "RENDER_API_KEY", "SHIPIT_ENV"]);
-    assert_eq!(env_keys("rollback"), ["GITHUB_TOKEN", "RAILWAY_TOKEN", "RENDER_API_KEY", "SHIPIT_ENV"]);
+    app
+}
+
+#[test]
+fn each_step_gets_the_variables_of_its_platform() {
+    let doc = parsed(&render_app(&with_targets("railway", "render"), "staging"));
+    // Railway and Render resolve database URLs themselves: only the manifest's secrets.
+    assert_eq!(
+        env_keys(step(&doc, "deploy-staging", "Sync secrets")),
+        ["BETTER_AUTH_SECRET", "RAILWAY_TOKEN", "STRIPE_SECRET_KEY"]
+    );
+    assert_eq!(env_keys(step(&doc, "deploy-staging", "Deploy")), ["GITHUB_TOKEN", "RAILWAY_TOKEN"]);
+    assert_eq!(
+        env_keys(step(&doc, "promote-production", "Sync secrets")),
+        ["BETTER_AUTH_SECRET", "RENDER_API_KEY", "STRIPE_SECRET_KEY"]
+    );
+    // Promotion reads Railway staging from production's job (Railway's account token: a project
+    // token sees one environment) and deploys to Render, which pulls private images with
+    // GHCR_TOKEN (the registry token shipit uses there too, so no GITHUB_TOKEN) and gets a new
+    // service's secrets in the request that creates it.
+    assert_eq!(
+        env_keys(step(&doc, "promote-production", "Promote")),
+        ["BETTER_AUTH_SECRET", "GHCR_TOKEN", "RAILWAY_API_TOKEN", "RENDER_API_KEY", "STRIPE_SECRET_KEY"]
+    );
+    assert_eq!(env_keys(step(&doc, "rollback-production", "Roll back")), ["GHCR_TOKEN", "RENDER_API_KEY"]);
+    assert_eq!(doc["jobs"]["promote-production"]["permissions"], json!({"contents": "read"}));
+    assert_eq!(doc["jobs"]["deploy-staging"]["permissions"], json!({"contents": "read", "packages": "write"}));
+
+    // Two Railway environments: a project token sees one, so promotion takes the account token.
+    let doc = parsed(&render_app(&with_targets("railway", "railway"), "staging"));
+    assert_eq!(env_keys(step(&doc, "promote-production", "Promote")), ["GITHUB_TOKEN", "RAILWAY_API_TOKEN"]);
+    assert_eq!(
+        env_keys(step(&doc, "promote-production", "Sync secrets")),
+        ["BETTER_AUTH_SECRET", "RAILWAY_API_TOKEN", "STRIPE_SECRET_KEY"]
+    );
+    assert_eq!(env_keys(step(&doc, "rollback-production", "Roll back")), ["GITHUB_TOKEN", "RAILWAY_TOKEN"]);
+}
+
+#[test]
+fn the_header_lists_every_secret_per_environment() {
+    let text = render_app(&with_targets("railway", "render"), "staging");
+    let header: Vec<&str> = text.lines().take_while(|l| l.starts_with('#')).collect();
+    assert!(
+        header.contains(&"#   staging (railway): BETTER_AUTH_SECRET, RAILWAY_TOKEN, STRIPE_SECRET_KEY"),
+        "{header:#?}"
+    );
+    assert!(
+        header.contains(
+            &"#   production (render): BETTER_AUTH_SECRET, GHCR_TOKEN, RAILWAY_API_TOKEN, RENDER_API_KEY, STRIPE_SECRET_KEY"
+        ),
+        "{header:#?}"
+    );
+    let text = render("production");
+    assert!(
+        text.contains(
+            "#   staging (fly): BETTER_AUTH_SECRET, DATABASE_URL, FLY_API_TOKEN, REDIS_URL, STRIPE_SECRET_KEY\n"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -153,10 +277,34 @@ port = 8080
 [targets.render]
 "#;
     let Ok(app) = shipit_core::parse(text, "shipit.toml") else { panic!("manifest should parse") };
-    let doc = parsed(&render_app(&app, "live"));
-    assert!(doc["jobs"].get("promote").is_none());
+    let text = render_app(&app, "live");
+    let doc = parsed(&text);
+    assert_eq!(job_ids(&text), ["check", "build", "deploy-staging", "rollback-live"]);
     assert_eq!(doc["on"]["workflow_dispatch"]["inputs"]["action"]["options"], json!(["rollback"]));
     assert_eq!(doc["jobs"]["deploy-staging"]["environment"], "live");
-    assert_eq!(doc["jobs"]["deploy-staging"]["env"]["RENDER_API_KEY"], "${{ secrets.RENDER_API_KEY }}");
+    assert_eq!(env_keys(step(&doc, "deploy-staging", "Deploy")), ["GHCR_TOKEN", "RENDER_API_KEY"], "no secrets");
     assert!(doc["jobs"]["deploy-staging"]["steps"].as_array().unwrap().iter().all(|s| s["name"] != "Sync secrets"));
+}
+
+#[test]
+fn an_environment_without_a_platform_is_not_deployed() {
+    let text = r#"
+app = "two"
+[services.api]
+image = "ghcr.io/x/two-api"
+port = 8080
+[environments.staging]
+target = "fly"
+[environments.preview]
+[targets.fly]
+org = "x"
+primary_region = "iad"
+[targets.render]
+"#;
+    let Ok(app) = shipit_core::parse(text, "shipit.toml") else { panic!("manifest should parse") };
+    let text = render_app(&app, "staging");
+    assert!(text.contains("#   preview: not deployed here"), "{text}");
+    let doc = parsed(&text);
+    assert_eq!(job_ids(&text), ["check", "build", "deploy-staging", "rollback-staging"]);
+    assert_eq!(doc["on"]["workflow_dispatch"]["inputs"]["environment"]["options"], json!(["staging"]));
 }

@@ -167,6 +167,8 @@ struct State {
     tags: HashMap<(String, String), String>,
     mode: AuthMode,
     credentials: Option<(String, String)>,
+    /// Further valid credentials (GHCR takes any token of the user's that may read the package).
+    more_credentials: Vec<(String, String)>,
     anonymous_pull: bool,
     tokens: HashMap<String, Grant>,
     tokens_issued: usize,
@@ -346,6 +348,12 @@ impl RegistryFake {
         let mut state = self.state();
         state.mode = AuthMode::Bearer;
         state.credentials = Some((user.to_string(), token.to_string()));
+    }
+
+    /// After [`require_auth`](Self::require_auth): `user`/`token` are valid credentials too (a
+    /// second token of the same user, such as a job's token next to a personal one).
+    pub fn also_accept(&self, user: &str, token: &str) {
+        self.state().more_credentials.push((user.to_string(), token.to_string()));
     }
 
     /// Basic authentication with `user`/`token` on every request (`WWW-Authenticate: Basic`).
@@ -540,9 +548,13 @@ impl State {
     /// Whether the request's Basic credentials are the configured ones.
     fn basic_ok(&self, request: &Request) -> bool {
         let Some((scheme, encoded)) = authorization(request) else { return false };
-        let Some((user, token)) = &self.credentials else { return false };
-        scheme.eq_ignore_ascii_case("basic")
-            && base64_decode(&encoded).is_some_and(|d| d == format!("{user}:{token}").as_bytes())
+        let Some(decoded) = base64_decode(&encoded).filter(|_| scheme.eq_ignore_ascii_case("basic")) else {
+            return false;
+        };
+        self.credentials
+            .iter()
+            .chain(&self.more_credentials)
+            .any(|(user, token)| decoded == format!("{user}:{token}").as_bytes())
     }
 
     /// `None` when `request` may do `action` on `repo`, else the 401 (or 403) to answer.
