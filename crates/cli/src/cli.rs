@@ -329,7 +329,7 @@ pub struct RenderArgs {
 /// `shipit init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Read apps/*/Dockerfile (and ./Dockerfile): EXPOSE, HEALTHCHECK, CMD, USER.
+    /// Read apps/*/Dockerfile (and ./Dockerfile): EXPOSE, HEALTHCHECK, ENTRYPOINT and CMD, USER, as Docker reads them.
     #[arg(long)]
     pub from_dockerfiles: bool,
     /// Replace an existing manifest.
