@@ -4,6 +4,19 @@
 //! output (human text on stderr, machine output on stdout with `--json`) and a documented exit
 //! code (see [`exit::Exit`] and `docs/cli.md`).
 
+// Every module prints through these (see `stdio`): a closed pipe never panics.
+macro_rules! println {
+    () => { $crate::stdio::out(format_args!(""), true) };
+    ($($arg:tt)*) => { $crate::stdio::out(format_args!($($arg)*), true) };
+}
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::stdio::out(format_args!($($arg)*), false) };
+}
+macro_rules! eprintln {
+    () => { $crate::stdio::err(format_args!(""), true) };
+    ($($arg:tt)*) => { $crate::stdio::err(format_args!($($arg)*), true) };
+}
+
 mod cli;
 mod commands;
 mod credentials;
@@ -12,6 +25,7 @@ mod dockerfile;
 mod exit;
 mod output;
 mod platforms;
+mod stdio;
 
 use std::process::ExitCode;
 

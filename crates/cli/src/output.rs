@@ -86,9 +86,7 @@ impl Output {
     pub fn json_line(&self, value: &serde_json::Value) {
         let mut value = value.clone();
         crate::platforms::scrub_json(&mut value);
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{value}");
-        let _ = out.flush();
+        println!("{value}");
     }
 
     /// A line of human text on stderr (kept with `-q` only when `always`), scrubbed.
