@@ -8,6 +8,10 @@
 //! config) and sends again only if it did not. That look is a single request (`*_once`): a
 //! retrying lookup inside the retry loop would multiply the attempts.
 //!
+//! A 401 stops the client: no further request is sent. The IP address calls are the exception
+//! (a deploy reads and allocates them only after `GET /apps/{app}` passed with the same token,
+//! so there a 401 says the token may not manage IP addresses, not that it is wrong).
+//!
 //! Retries, Retry-After and the scrubbing of error messages come from [`shipit_core::http`]:
 //! the retried call's last [`FlyError`] comes back as itself, saying how many attempts it took.
 //! The client's [`Scrubber`] knows the token, the credentials of the base URL and whatever the
@@ -222,6 +226,97 @@ pub struct SecretsSet {
     pub version: Option<u64>,
 }
 
+/// The kind of an IP address, as `POST /apps/{app}/ip_assignments` names it in `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IpType {
+    /// A public IPv4 address shared with other apps (`shared_v4`): free, HTTP and TLS only.
+    SharedV4,
+    /// A dedicated public IPv4 address (`v4`).
+    V4,
+    /// A dedicated public IPv6 address (`v6`).
+    V6,
+    /// A private (Flycast) IPv6 address on the organisation's network (`private_v6`).
+    PrivateV6,
+    /// An egress IPv4 address (`egress_v4`): outgoing traffic only.
+    EgressV4,
+    /// An egress IPv6 address (`egress_v6`): outgoing traffic only.
+    EgressV6,
+}
+
+impl IpType {
+    /// The name the API uses (`shared_v4`, `v6`…).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SharedV4 => "shared_v4",
+            Self::V4 => "v4",
+            Self::V6 => "v6",
+            Self::PrivateV6 => "private_v6",
+            Self::EgressV4 => "egress_v4",
+            Self::EgressV6 => "egress_v6",
+        }
+    }
+
+    /// In words: `shared IPv4`, `dedicated IPv6`…
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::SharedV4 => "shared IPv4",
+            Self::V4 => "dedicated IPv4",
+            Self::V6 => "dedicated IPv6",
+            Self::PrivateV6 => "private (Flycast) IPv6",
+            Self::EgressV4 => "egress IPv4",
+            Self::EgressV6 => "egress IPv6",
+        }
+    }
+}
+
+/// One IP address of an app, as `GET /apps/{app}/ip_assignments` lists it (`{"ips": [...]}`) and
+/// `POST /apps/{app}/ip_assignments` answers it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct IpAssignment {
+    /// The address.
+    pub ip: Option<String>,
+    /// `global` for an anycast address, else a region.
+    pub region: Option<String>,
+    /// The service it is bound to, if any.
+    pub service_name: Option<String>,
+    /// Shared with other apps (a shared IPv4).
+    pub shared: Option<bool>,
+    /// Outgoing traffic only.
+    pub egress: Option<bool>,
+    /// When it was allocated (RFC 3339).
+    pub created_at: Option<String>,
+}
+
+impl IpAssignment {
+    /// Its kind, from the address and the flags, the way fly-go tells them apart: egress first,
+    /// then Flycast (`fdaa:`), shared, IPv6, IPv4.
+    pub fn kind(&self) -> IpType {
+        let ip = self.ip.as_deref().unwrap_or("");
+        let v6 = ip.contains(':');
+        if self.egress == Some(true) {
+            if v6 { IpType::EgressV6 } else { IpType::EgressV4 }
+        } else if ip.to_ascii_lowercase().starts_with("fdaa:") {
+            IpType::PrivateV6
+        } else if self.shared == Some(true) {
+            IpType::SharedV4
+        } else if v6 {
+            IpType::V6
+        } else {
+            IpType::V4
+        }
+    }
+}
+
+/// `GET /apps/{app}/ip_assignments`: `{"ips": [...]}` (`null` or missing: none).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct IpAssignments {
+    ips: Option<Vec<IpAssignment>>,
+}
+
 /// A Fly Machines API client. Cheap to clone.
 #[derive(Clone)]
 pub struct FlyClient {
@@ -259,11 +354,20 @@ struct Call<'a> {
     nonce: Option<&'a str>,
     body: Option<Value>,
     timeout: Option<Duration>,
+    /// Whether a 401 stops the client (see [`Call::refusal_is_a_permission`]).
+    stop_on_401: bool,
 }
 
 impl<'a> Call<'a> {
     fn new(method: Method, path: String) -> Self {
-        Self { method, path, nonce: None, body: None, timeout: None }
+        Self { method, path, nonce: None, body: None, timeout: None, stop_on_401: true }
+    }
+    /// A 401 to this call does not stop the client: it is sent only after the same token was
+    /// accepted for the app (`GET /apps/{app}`), so a refusal means the token may not do this
+    /// one thing (a deploy token and IP addresses), not that the token is wrong.
+    fn refusal_is_a_permission(mut self) -> Self {
+        self.stop_on_401 = false;
+        self
     }
     fn nonce(mut self, nonce: Option<&'a str>) -> Self {
         self.nonce = nonce;
@@ -399,6 +503,7 @@ impl FlyClient {
             .map_err(|_| FlyError::Config("the Fly API token contains characters not allowed in a header".into()))?;
         auth.set_sensitive(true);
         let url = format!("{}{}", inner.base, call.path);
+        let stop_on_401 = call.stop_on_401;
         let mut rb = inner
             .http
             .request(call.method, url)
@@ -418,7 +523,7 @@ impl FlyClient {
         if status.is_success() {
             return Ok(body.to_vec());
         }
-        if status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED && stop_on_401 {
             inner.stopped.store(true, Ordering::SeqCst);
         }
         Err(parse_error(status, &headers, &body, scrubber))
@@ -743,6 +848,61 @@ impl FlyClient {
         })
         .await
         .map(|_| ())
+    }
+
+    /// `GET /apps/{app}/ip_assignments`: the app's IP addresses. Retried like every GET. A 401
+    /// does not stop the client: it is sent after `GET /apps/{app}` passed with the same token,
+    /// so a refusal is about IP addresses, not the token.
+    pub async fn list_ip_assignments(&self, app: &str) -> Result<Vec<IpAssignment>, FlyError> {
+        let body = self.retrying(|| self.send(self.ip_list_call(app))).await?;
+        Ok(self.decode::<IpAssignments>("IP addresses", &body)?.ips.unwrap_or_default())
+    }
+
+    /// [`list_ip_assignments`](Self::list_ip_assignments) as one request, not retried.
+    async fn list_ip_assignments_once(&self, app: &str) -> Result<Vec<IpAssignment>, FlyError> {
+        let body = self.send(self.ip_list_call(app)).await?;
+        Ok(self.decode::<IpAssignments>("IP addresses", &body)?.ips.unwrap_or_default())
+    }
+
+    fn ip_list_call(&self, app: &str) -> Call<'static> {
+        Call::new(Method::GET, format!("/apps/{app}/ip_assignments")).refusal_is_a_permission()
+    }
+
+    /// `POST /apps/{app}/ip_assignments {"type": kind}`: allocates an address. A create, so
+    /// after an ambiguous failure (5xx, lost response) it lists the app's addresses once and sends
+    /// again only if none of that kind is there; an answer it cannot read is looked up the same
+    /// way. A 401 does not stop the client: the token may read the app but not allocate.
+    pub async fn assign_ip(&self, app: &str, kind: IpType) -> Result<IpAssignment, FlyError> {
+        let body = serde_json::json!({ "type": kind.as_str() });
+        let found = |ips: Vec<IpAssignment>| ips.into_iter().find(|ip| ip.kind() == kind);
+        let maybe_sent = AtomicBool::new(false);
+        self.retrying(|| {
+            let body = body.clone();
+            let maybe_sent = &maybe_sent;
+            async move {
+                if maybe_sent.load(Ordering::SeqCst)
+                    && let Some(ip) = found(self.list_ip_assignments_once(app).await?)
+                {
+                    return Ok(ip);
+                }
+                let call =
+                    Call::new(Method::POST, format!("/apps/{app}/ip_assignments")).body(body).refusal_is_a_permission();
+                match self.send(call).await {
+                    Ok(b) => match self.decode::<IpAssignment>("allocated IP address", &b) {
+                        Ok(ip) => Ok(ip),
+                        // Allocated, but the answer is unreadable: find it in the app's list.
+                        Err(unreadable) => found(self.list_ip_assignments_once(app).await?).ok_or(unreadable),
+                    },
+                    Err(e) => {
+                        if e.is_ambiguous() {
+                            maybe_sent.store(true, Ordering::SeqCst);
+                        }
+                        Err(e)
+                    }
+                }
+            }
+        })
+        .await
     }
 }
 

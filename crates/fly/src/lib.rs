@@ -34,9 +34,11 @@
 //!
 //! Trade-offs: only `rolling` and `immediate` are offered (no canary or blue-green); the wait
 //! timeout applies per machine, so a rollout of many batches may take longer in total; machines
-//! in regions the manifest no longer lists are updated but never destroyed; a new app gets no
-//! public IP (the Machines API of the reference spec cannot allocate one: run
-//! `fly ips allocate-v4 --shared` once); and a token is read from `FLY_API_TOKEN` (else
+//! in regions the manifest no longer lists are updated but never destroyed; public addresses
+//! are allocated the way flyctl's first deploy does (a shared IPv4 and a dedicated IPv6, for a
+//! service with a port that lacks them) but never released, and a token that may not allocate
+//! them gets a warning naming the `fly ips allocate-…` commands, not a failure; and a token is
+//! read from `FLY_API_TOKEN` (else
 //! `FLY_ACCESS_TOKEN`) or given to [`FlyConfig::token`] (the CLI passes one it found in the OS
 //! keyring, after `shipit login fly`; this crate knows no keyring). With no token, `render` and
 //! `describe_deploy` still work and each API call fails before sending anything.
@@ -46,6 +48,7 @@ pub mod config;
 pub mod error;
 mod gate;
 mod history;
+mod ips;
 mod leases;
 pub mod machine;
 pub mod platform;

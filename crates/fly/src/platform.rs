@@ -5,7 +5,8 @@
 //! which `releases` reads back from the machines' config versions: Fly has no release history
 //! of its own. The jobs of a deploy live in their own files, the way flyctl keeps one file per
 //! strategy: [`crate::rollout`] (batches and creates), [`crate::leases`] (the lock),
-//! [`crate::gate`] (the health gate) and [`crate::restore`] (restore points).
+//! [`crate::gate`] (the health gate), [`crate::restore`] (restore points) and `ips.rs`
+//! (the public addresses a service with a port gets on deploy).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -20,10 +21,11 @@ use shipit_core::{
     RestoreRequest, SecretsSynced, Service, ServicePlan, ServiceStatus, Strategy, Target, database_reference_names,
 };
 
-use crate::client::{FlyClient, Machine, MachineVersion, NONCE_HEADER};
+use crate::client::{FlyClient, IpType, Machine, MachineVersion, NONCE_HEADER};
 use crate::config::FlyConfig;
 use crate::error::FlyError;
 use crate::history::{self, History};
+use crate::ips;
 use crate::machine::{self, META_FAILED, META_RELEASE, PROCESS_GROUP, ReleaseMeta};
 use crate::restore;
 use crate::rollout::{self, Desired, Job, app_machines, batch_size};
@@ -206,6 +208,10 @@ impl FlyPlatform {
             }
             Some(_) => {}
         }
+        if service.port.is_some() {
+            // An http_service needs public addresses; the machines do not, so this never fails.
+            ips::ensure_public(&self.client, app, svc, &req.events).await;
+        }
         let machines = app_machines(&self.client, app).await?;
         let failed = restore::failed_list(&machines, None);
         let meta = ReleaseMeta { id: &req.release.id, git_sha: req.release.git_sha.as_deref(), failed };
@@ -296,9 +302,28 @@ impl Platform for FlyPlatform {
             PlannedCall::new("POST", format!("{base}/apps"))
                 .body(json!({ "app_name": app, "org_slug": org }))
                 .note("only if it does not exist; not with --no-create"),
+        ];
+        if service.port.is_some() {
+            let ips = format!("{base}/apps/{app}/ip_assignments");
+            let when = "the service has a port (an http_service), so the app needs public addresses:";
+            out.push(PlannedCall::new("GET", ips.clone()).when(when).note("what it has"));
+            out.push(
+                PlannedCall::new("POST", ips.clone())
+                    .body(json!({ "type": IpType::SharedV4.as_str() }))
+                    .when(when)
+                    .note("only if it has no public IPv4 (shared or dedicated)"),
+            );
+            out.push(
+                PlannedCall::new("POST", ips)
+                    .body(json!({ "type": IpType::V6.as_str() }))
+                    .when(when)
+                    .note("only if it has no public IPv6; a refusal is a warning naming `fly ips allocate-…`"),
+            );
+        }
+        out.push(
             PlannedCall::new("GET", format!("{base}/apps/{app}/machines"))
                 .note(format!("machines of process group \"{PROCESS_GROUP}\"")),
-        ];
+        );
         let lease = "for every machine, in id order, before any change (nothing is updated if one is held):";
         out.push(
             PlannedCall::new("POST", format!("{machine}/lease?ttl={ttl}"))

@@ -479,3 +479,202 @@ async fn an_abandoned_deploy_still_releases_its_leases() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(fake.leases_held().is_empty(), "{:?}", fake.leases_held());
 }
+
+/// `POST /v1/apps/{app}/ip_assignments`, in order.
+fn ip_posts(requests: &[shipit_testkit::fly::RecordedRequest], app: &str) -> usize {
+    let path = format!("/v1/apps/{app}/ip_assignments");
+    requests.iter().filter(|r| r.method == "POST" && r.path == path).count()
+}
+
+fn kinds(fake: &FlyFake, app: &str) -> Vec<String> {
+    fake.ip_assignments(app).into_iter().map(|ip| ip.kind).collect()
+}
+
+fn warnings(seen: &std::sync::Mutex<Vec<Event>>) -> Vec<String> {
+    let seen = seen.lock().unwrap();
+    seen.iter()
+        .filter_map(|e| if let Event::Warning { message, .. } = e { Some(message.clone()) } else { None })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_first_deploy_of_a_web_service_allocates_a_shared_ipv4_and_an_ipv6_once() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    let api = service(t, "api");
+    let name = fly_app("staging", "api");
+    let (events, seen) = Events::collect();
+    let mut req = request(t, api, "x", 1);
+    req.events = events;
+    deploy(&fly, &req).await.unwrap();
+
+    assert_eq!(kinds(&fake, &name), ["shared_v4", "v6"]);
+    let reqs = fake.requests();
+    assert_eq!(ip_posts(&reqs, &name), 2, "each allocated exactly once");
+    // After the app exists, before the machines are read for the rollout.
+    let create_app = reqs.iter().position(|r| r.method == "POST" && r.path == "/v1/apps").unwrap();
+    let list = reqs.iter().position(|r| r.method == "GET" && r.path.ends_with("/ip_assignments")).unwrap();
+    let first_machine = reqs.iter().position(|r| r.method == "POST" && r.path.ends_with("/machines")).unwrap();
+    assert!(create_app < list && list < first_machine, "{reqs:#?}");
+    assert!(warnings(&seen).is_empty(), "{:?}", warnings(&seen));
+    let steps: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| if let Event::Step { message, .. } = e { Some(message.clone()) } else { None })
+        .collect();
+    assert!(steps.iter().any(|s| s.starts_with("allocated a shared IPv4 address to shop-api-staging: ")), "{steps:?}");
+    assert!(
+        steps.iter().any(|s| s.starts_with("allocated a dedicated IPv6 address to shop-api-staging: ")),
+        "{steps:?}"
+    );
+
+    // A second deploy reads them and allocates nothing.
+    let before = fake.requests().len();
+    deploy(&fly, &request(t, api, "y", 2)).await.unwrap();
+    let new = &fake.requests()[before..];
+    assert_eq!(ip_posts(new, &name), 0, "{new:#?}");
+    assert_eq!(new.iter().filter(|r| r.path.ends_with("/ip_assignments")).count(), 1, "one read");
+    assert_eq!(kinds(&fake, &name), ["shared_v4", "v6"]);
+}
+
+#[tokio::test]
+async fn an_app_that_has_public_addresses_is_left_alone() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    let name = fly_app("staging", "api");
+    // Allocated by hand: a dedicated IPv4 counts as much as a shared one.
+    fake.seed_ip(&name, "v4").unwrap();
+    fake.seed_ip(&name, "v6").unwrap();
+    deploy(&fly, &request(t, service(t, "api"), "x", 1)).await.unwrap();
+    assert_eq!(ip_posts(&fake.requests(), &name), 0);
+    assert_eq!(kinds(&fake, &name), ["v4", "v6"]);
+
+    // Only what is missing: an app with a Flycast address and an IPv4 gets an IPv6 alone.
+    let web = fly_app("staging", "web");
+    fake.seed_ip(&web, "private_v6").unwrap();
+    fake.seed_ip(&web, "shared_v4").unwrap();
+    deploy(&fly, &request(t, service(t, "web"), "w", 1)).await.unwrap();
+    assert_eq!(ip_posts(&fake.requests(), &web), 1);
+    assert_eq!(kinds(&fake, &web), ["private_v6", "shared_v4", "v6"]);
+}
+
+#[tokio::test]
+async fn an_app_made_by_secrets_sync_gets_its_addresses_on_the_first_deploy() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    let api = service(t, "api");
+    let name = fly_app("staging", "api");
+    let values = [("STRIPE_SECRET_KEY".to_string(), secrecy::SecretString::from("sk".to_string()))];
+    fly.sync_secrets(t, api, &values).await.unwrap();
+    assert_eq!(fake.apps(), std::slice::from_ref(&name));
+    assert!(fake.ip_assignments(&name).is_empty(), "secrets sync allocates nothing");
+    deploy(&fly, &request(t, api, "x", 1)).await.unwrap();
+    assert_eq!(kinds(&fake, &name), ["shared_v4", "v6"]);
+}
+
+#[tokio::test]
+async fn a_worker_gets_no_addresses() {
+    let fake = FlyFake::start().await;
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    let name = fly_app("staging", "worker");
+    deploy(&fly, &request(t, service(t, "worker"), "k", 1)).await.unwrap();
+    assert!(fake.ip_assignments(&name).is_empty());
+    assert!(fake.requests().iter().all(|r| !r.path.contains("/ip_assignments")), "not even read");
+}
+
+#[tokio::test]
+async fn a_refused_allocation_warns_with_the_commands_and_the_deploy_goes_on() {
+    for status in [403, 401] {
+        let fake = FlyFake::start().await;
+        fake.refuse_ip_allocation(Some(status));
+        let fly = platform(&fake);
+        let app = app();
+        let t = target(&app, "staging");
+        let api = service(t, "api");
+        let name = fly_app("staging", "api");
+        let (events, seen) = Events::collect();
+        let mut req = request(t, api, "x", 1);
+        req.events = events;
+        let done = deploy(&fly, &req).await.unwrap();
+        assert!(done.changed, "{status}: the deploy still succeeds");
+        assert_eq!(fake.machines(&name).len(), 2, "{status}");
+        assert!(fake.ip_assignments(&name).is_empty());
+        // Refused once: the second address is not asked for, the warning names both commands.
+        assert_eq!(ip_posts(&fake.requests(), &name), 1, "{status}");
+        let w = warnings(&seen);
+        assert_eq!(w.len(), 1, "{status}: {w:?}");
+        assert!(
+            w[0].contains(
+                "`fly ips allocate-v4 --shared -a shop-api-staging` and `fly ips allocate-v6 -a shop-api-staging`"
+            ),
+            "{w:?}"
+        );
+        assert!(w[0].contains(&format!("Fly refused it with this token ({status}: ")), "{w:?}");
+        // Even a 401 here does not stop the client: it is about addresses, not the token.
+        assert!(fly.status(t, api).await.unwrap().healthy(), "{status}");
+
+        // Allowed again, the next deploy allocates what is still missing.
+        fake.refuse_ip_allocation(None);
+        deploy(&fly, &request(t, api, "y", 2)).await.unwrap();
+        assert_eq!(kinds(&fake, &name), ["shared_v4", "v6"], "{status}");
+    }
+}
+
+#[tokio::test]
+async fn an_allocation_whose_answer_was_lost_is_looked_up_not_sent_twice() {
+    let fake = FlyFake::start().await;
+    fake.inject(shipit_testkit::fly::Fault::LostResponse {
+        method: Some("POST".into()),
+        path_contains: "/ip_assignments".into(),
+        status: 503,
+        times: 1,
+    });
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    let name = fly_app("staging", "api");
+    let (events, seen) = Events::collect();
+    let mut req = request(t, service(t, "api"), "x", 1);
+    req.events = events;
+    deploy(&fly, &req).await.unwrap();
+    assert_eq!(kinds(&fake, &name), ["shared_v4", "v6"], "one of each, no duplicate");
+    assert_eq!(ip_posts(&fake.requests(), &name), 2);
+    assert!(warnings(&seen).is_empty(), "{:?}", warnings(&seen));
+}
+
+#[tokio::test]
+async fn failing_address_calls_warn_and_the_deploy_goes_on() {
+    let fake = FlyFake::start().await;
+    fake.inject(shipit_testkit::fly::Fault::Status {
+        method: None,
+        path_contains: "/ip_assignments".into(),
+        status: 503,
+        times: 100,
+        retry_after: None,
+    });
+    let fly = platform(&fake);
+    let app = app();
+    let t = target(&app, "staging");
+    let name = fly_app("staging", "api");
+    let (events, seen) = Events::collect();
+    let mut req = request(t, service(t, "api"), "x", 1);
+    req.events = events;
+    assert!(deploy(&fly, &req).await.unwrap().changed);
+    let w = warnings(&seen);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("could not read the IP addresses of shop-api-staging: Fly API error 503"), "{w:?}");
+    assert!(w[0].contains("`fly ips allocate-v4 --shared -a shop-api-staging`"), "{w:?}");
+    let reads = fake.requests().iter().filter(|r| r.path.ends_with("/ip_assignments")).count();
+    assert_eq!(reads, 5, "one read, retried by the policy, and nothing allocated");
+    assert!(fake.ip_assignments(&name).is_empty());
+    assert_eq!(fake.machines(&name).len(), 2, "the rollout went on");
+}

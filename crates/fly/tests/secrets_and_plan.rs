@@ -107,7 +107,21 @@ async fn describe_deploy_lists_the_calls_and_sends_nothing() {
     let calls = fly.describe_deploy(t, api, &api.image.with_tag("3f2c1ab")).unwrap();
     let base = fake.uri();
     let verbs: Vec<&str> = calls.iter().map(|c| c.method.as_str()).collect();
-    assert_eq!(verbs, ["GET", "POST", "GET", "POST", "GET", "POST", "GET", "GET", "POST", "POST", "DELETE"]);
+    assert_eq!(
+        verbs,
+        ["GET", "POST", "GET", "POST", "POST", "GET", "POST", "GET", "POST", "GET", "GET", "POST", "POST", "DELETE"]
+    );
+    // The public addresses of a service with a port, after the app and before the machines.
+    let ips = format!("{base}/apps/shop-api-production/ip_assignments");
+    assert_eq!((calls[2].method.as_str(), calls[2].url.as_str()), ("GET", ips.as_str()));
+    assert_eq!(calls[3].body, Some(serde_json::json!({"type": "shared_v4"})));
+    assert_eq!(calls[4].body, Some(serde_json::json!({"type": "v6"})));
+    assert!(calls[3].note.as_deref().unwrap().contains("no public IPv4"), "{:?}", calls[3]);
+    assert_eq!(calls[5].url, format!("{base}/apps/shop-api-production/machines"));
+    // A worker has no port: no addresses.
+    let worker = service(t, "worker");
+    let calls_w = fly.describe_deploy(t, worker, &worker.image.with_tag("3f2c1ab")).unwrap();
+    assert!(calls_w.iter().all(|c| !c.url.contains("/ip_assignments")), "{calls_w:#?}");
     let lease = calls.iter().position(|c| c.url.contains("/lease?ttl=")).unwrap();
     let first_update = calls.iter().position(|c| c.method == "POST" && c.url.ends_with("/machines/{id}")).unwrap();
     assert!(lease < first_update, "leases are taken before any update");

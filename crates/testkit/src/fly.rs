@@ -12,7 +12,9 @@
 //!
 //! Request and response bodies follow the Machines API spec (`openapi.yaml`, snake_case), with the
 //! live shapes where the live API differs from the 2023 spec (leases answer
-//! `{"status":"success","data":{...}}`; `POST /apps/{app}/secrets` exists). A machine's `config`
+//! `{"status":"success","data":{...}}`; `POST /apps/{app}/secrets` exists; the IP address routes
+//! `GET`/`POST /apps/{app}/ip_assignments` and `DELETE /apps/{app}/ip_assignments/{ip}` are newer
+//! than the spec and follow fly-go's `flaps_ip_assignments.go`). A machine's `config`
 //! is kept as a [`serde_json::Value`]: whatever the client sends is stored and returned verbatim.
 //!
 //! # Time
@@ -326,6 +328,17 @@ pub struct FakeVersion {
     pub config: Value,
 }
 
+/// One IP address of an app (see [`FlyFake::ip_assignments`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeIp {
+    /// The address.
+    pub ip: String,
+    /// The type it was allocated as: `shared_v4`, `v4`, `v6`, `private_v6`, `egress_v4`, `egress_v6`.
+    pub kind: String,
+    /// `global` unless a region was asked for.
+    pub region: String,
+}
+
 /// One request the fake received (see [`FlyFake::requests`]). Bodies are not recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedRequest {
@@ -545,6 +558,32 @@ impl FlyFake {
     pub fn creates(&self, app: &str) -> usize {
         self.lock().apps.get(app).map_or(0, |a| a.creates)
     }
+
+    /// The app's IP addresses, in allocation order (empty if no such app).
+    pub fn ip_assignments(&self, app: &str) -> Vec<FakeIp> {
+        let st = self.lock();
+        let Some(a) = st.apps.get(app) else { return Vec::new() };
+        a.ips.iter().map(|ip| FakeIp { ip: ip.ip.clone(), kind: ip.kind.clone(), region: ip.region.clone() }).collect()
+    }
+
+    /// Gives an app an address of type `kind` (`shared_v4`, `v4`, `v6`, `private_v6`…) as if
+    /// someone had allocated it, creating the app in org `personal` if needed. Returns the address,
+    /// or None for an unknown type.
+    pub fn seed_ip(&self, app: &str, kind: &str) -> Option<String> {
+        self.seed_app(app, "personal");
+        let mut st = self.lock();
+        let ip = st.new_ip(kind, "global", "")?;
+        let address = ip.ip.clone();
+        st.apps.get_mut(app)?.ips.push(ip);
+        Some(address)
+    }
+
+    /// With `Some(status)`, every `POST /apps/{app}/ip_assignments` is refused with that status
+    /// (403 for a token that may deploy but not allocate addresses) and allocates nothing; with
+    /// `None`, allocation works again. Reads still work.
+    pub fn refuse_ip_allocation(&self, status: Option<u16>) {
+        self.lock().refuse_ips = status;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -568,6 +607,29 @@ struct State {
     proxied: bool,
     /// Tokens accepted besides [`TOKEN`] ([`FlyFake::accept_token`]).
     tokens: Vec<String>,
+    /// The status `POST …/ip_assignments` is refused with ([`FlyFake::refuse_ip_allocation`]).
+    refuse_ips: Option<u16>,
+}
+
+struct IpRec {
+    ip: String,
+    kind: String,
+    region: String,
+    service_name: String,
+    created_at_ms: i64,
+}
+
+impl IpRec {
+    fn json(&self) -> Value {
+        json!({
+            "ip": self.ip,
+            "region": self.region,
+            "service_name": self.service_name,
+            "shared": self.kind == "shared_v4",
+            "egress": self.kind.starts_with("egress_"),
+            "created_at": rfc3339(self.created_at_ms),
+        })
+    }
 }
 
 struct AppState {
@@ -577,6 +639,7 @@ struct AppState {
     secrets: BTreeMap<String, SecretString>,
     secrets_version: u64,
     creates: usize,
+    ips: Vec<IpRec>,
 }
 
 impl AppState {
@@ -588,6 +651,7 @@ impl AppState {
             secrets: BTreeMap::new(),
             secrets_version: 0,
             creates: 0,
+            ips: Vec::new(),
         }
     }
 
@@ -853,6 +917,7 @@ impl State {
             requests: Vec::new(),
             proxied: false,
             tokens: Vec::new(),
+            refuse_ips: None,
         }
     }
 
@@ -876,6 +941,23 @@ impl State {
     fn private_ip(&mut self) -> String {
         let seq = self.next_seq();
         format!("fdaa:0:1:a7b:{seq:x}::2")
+    }
+
+    /// A new address of type `kind`, or None for a type the API does not know.
+    fn new_ip(&mut self, kind: &str, region: &str, service_name: &str) -> Option<IpRec> {
+        let seq = self.next_seq();
+        let (a, b) = (seq / 250 % 250, seq % 250 + 1);
+        let ip = match kind {
+            "shared_v4" => format!("66.241.{}.{b}", 124 + a),
+            "v4" => format!("137.66.{a}.{b}"),
+            "v6" => format!("2a09:8280:1::{seq:x}:0"),
+            "private_v6" => format!("fdaa:0:1:a7b:0:{seq:x}::1"),
+            "egress_v4" => format!("149.248.{a}.{b}"),
+            "egress_v6" => format!("2605:4c40:1::{seq:x}:0"),
+            _ => return None,
+        };
+        let (kind, region, service_name) = (kind.to_owned(), region.to_owned(), service_name.to_owned());
+        Some(IpRec { ip, kind, region, service_name, created_at_ms: self.now_ms })
     }
 
     fn machine_mut(&mut self, app: &str, id: &str) -> Option<&mut MachineState> {
@@ -942,6 +1024,21 @@ impl State {
                 None => app_not_found(app),
             },
             ("POST", ["apps", app, "secrets"]) => self.set_secrets(app, c),
+            ("GET", ["apps", app, "ip_assignments"]) => match self.apps.get(*app) {
+                Some(a) => Reply::json(200, json!({"ips": a.ips.iter().map(IpRec::json).collect::<Vec<_>>()})),
+                None => app_not_found(app),
+            },
+            ("POST", ["apps", app, "ip_assignments"]) => self.assign_ip(app, c),
+            ("DELETE", ["apps", app, "ip_assignments", ip]) => match self.apps.get_mut(*app) {
+                Some(a) => match a.ips.iter().position(|r| r.ip == *ip) {
+                    Some(i) => {
+                        a.ips.remove(i);
+                        Reply::empty(204)
+                    }
+                    None => Reply::error(404, format!("ip {ip} not found")),
+                },
+                None => app_not_found(app),
+            },
             _ => Reply::error(404, format!("no route for {} {}", c.method, c.path)),
         }
     }
@@ -1291,6 +1388,43 @@ impl State {
                 408,
                 format!("deadline_exceeded: machine did not reach state {target:?} (current state {current:?})"),
             )
+        }
+    }
+
+    /// `POST /apps/{app}/ip_assignments {"type", "region"?, "service_name"?}`: a new address,
+    /// answered as `{ip, region, service_name, shared, egress, created_at}`. Every call allocates
+    /// one more, so an allocation sent twice shows in [`FlyFake::ip_assignments`].
+    fn assign_ip(&mut self, app: &str, c: &Call<'_>) -> Reply {
+        let body = match c.json_body() {
+            Ok(b) => b,
+            Err(e) => return e,
+        };
+        if !self.apps.contains_key(app) {
+            return app_not_found(app);
+        }
+        if let Some(status) = self.refuse_ips {
+            return Reply::error(status, "unauthorized: this token may not manage IP addresses of the app");
+        }
+        let text = |key: &str| body.get(key).and_then(Value::as_str).filter(|v| !v.is_empty());
+        let Some(kind) = text("type") else { return Reply::error(400, "type is required") };
+        let (kind, region, service) = (
+            kind.to_owned(),
+            text("region").unwrap_or("global").to_owned(),
+            text("service_name").unwrap_or("").to_owned(),
+        );
+        let Some(ip) = self.new_ip(&kind, &region, &service) else {
+            return Reply::error(
+                400,
+                format!("invalid type {kind:?}: v4, v6, shared_v4, private_v6, egress_v4 or egress_v6"),
+            );
+        };
+        let out = ip.json();
+        match self.apps.get_mut(app) {
+            Some(a) => {
+                a.ips.push(ip);
+                Reply::json(200, out)
+            }
+            None => app_not_found(app),
         }
     }
 
