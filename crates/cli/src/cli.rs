@@ -2,15 +2,25 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// Deploy one app, described once in shipit.toml, to Fly.io, Railway and Render.
 #[derive(Debug, Parser)]
-#[command(name = "shipit", version, about, propagate_version = true)]
+#[command(name = "shipit", version = env!("SHIPIT_BUILD_VERSION"), about, propagate_version = true)]
 pub struct Cli {
-    /// The manifest.
-    #[arg(short = 'f', long = "file", global = true, default_value = "shipit.toml", value_name = "PATH")]
+    /// The manifest (default: the nearest shipit.toml, from here up to the repository root).
+    #[arg(id = "file", short = 'f', long = "file", global = true, env = "SHIPIT_FILE", value_name = "PATH")]
+    pub file_arg: Option<PathBuf>,
+    /// The manifest commands read: `-f`, else `SHIPIT_FILE`, else the one found by
+    /// [`crate::locate`] (set by `main` once the flags are parsed).
+    #[arg(skip)]
     pub file: PathBuf,
+    /// Where shipit.toml was looked for when neither `-f` nor `SHIPIT_FILE` named it.
+    #[arg(skip)]
+    pub searched: Option<crate::locate::Searched>,
+    /// The command's `--env` came from `SHIPIT_ENV`.
+    #[arg(skip)]
+    pub env_from_variable: bool,
     /// Machine-readable output: NDJSON on stdout, human text on stderr.
     #[arg(long, global = true)]
     pub json: bool,
@@ -59,6 +69,26 @@ pub enum Command {
     Login(LoginArgs),
     /// Remove a token `shipit login` kept in the OS keyring.
     Logout(LogoutArgs),
+    /// Print a completion script for bash, zsh, fish, powershell or elvish.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), e.g. `shipit man | man -l -`.
+    Man(ManArgs),
+}
+
+/// `shipit completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell the script is for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `shipit man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// A command whose own page to print, e.g. `deploy` or `secrets sync` (default: shipit's own page).
+    #[arg(value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// Which platform and environment.
@@ -68,7 +98,7 @@ pub struct Where {
     #[arg(long = "to", value_parser = ["fly", "railway", "render"])]
     pub to: Option<String>,
     /// The environment.
-    #[arg(long)]
+    #[arg(long, env = "SHIPIT_ENV")]
     pub env: String,
 }
 
@@ -194,7 +224,7 @@ pub struct TagArgs {
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// Only this environment (default: all).
-    #[arg(long)]
+    #[arg(long, env = "SHIPIT_ENV")]
     pub env: Option<String>,
     /// Check the image policy against the images at this tag.
     #[arg(long)]
@@ -285,6 +315,32 @@ pub struct LogoutArgs {
     pub platform: crate::credentials::Account,
 }
 
+/// The flags as parsed from the process's arguments. A variable that stands in for a flag
+/// (`SHIPIT_FILE`, `SHIPIT_ENV`) counts as unset when it is empty, as every variable shipit reads.
+pub fn parse() -> Result<Cli, clap::Error> {
+    let mut cmd = without_empty_env(Cli::command());
+    let matches = cmd.try_get_matches_from_mut(std::env::args_os())?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
+    cli.env_from_variable = env_source(&matches) == Some(clap::parser::ValueSource::EnvVariable);
+    Ok(cli)
+}
+
+/// Where the command's `--env` came from, when it has one.
+fn env_source(matches: &clap::ArgMatches) -> Option<clap::parser::ValueSource> {
+    match matches.subcommand() {
+        Some((_, sub)) => env_source(sub),
+        None => matches.ids().any(|id| id == "env").then(|| matches.value_source("env")).flatten(),
+    }
+}
+
+fn without_empty_env(cmd: clap::Command) -> clap::Command {
+    cmd.mut_args(|arg| {
+        let empty = arg.get_env().and_then(std::env::var_os).is_some_and(|v| v.is_empty());
+        if empty { arg.env(None) } else { arg }
+    })
+    .mut_subcommands(without_empty_env)
+}
+
 fn parse_duration(s: &str) -> Result<shipit_core::GoDuration, String> {
     s.parse().map_err(|e: shipit_core::duration::DurationError| e.to_string())
 }
@@ -313,7 +369,7 @@ pub struct RenderArgs {
     #[arg(long = "to", value_enum)]
     pub to: RenderTarget,
     /// The environment (may be left out when the manifest has only one).
-    #[arg(long)]
+    #[arg(long, env = "SHIPIT_ENV")]
     pub env: Option<String>,
     /// Where to write (default: the manifest's directory).
     #[arg(long, value_name = "DIR")]

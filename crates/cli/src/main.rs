@@ -23,19 +23,19 @@ mod credentials;
 mod diagnostics;
 mod dockerfile;
 mod exit;
+mod locate;
 mod output;
 mod platforms;
 mod stdio;
+mod suggest;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
 use crate::exit::Exit;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let mut cli = match cli::parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -45,6 +45,7 @@ fn main() -> ExitCode {
             };
         }
     };
+    locate::choose(&mut cli);
     let exit = match &cli.command {
         Command::Validate => commands::validate::run(&cli),
         Command::Render(args) => commands::render::run(&cli, args),
@@ -61,6 +62,8 @@ fn main() -> ExitCode {
         Command::Secrets(crate::cli::SecretsCommand::Sync(args)) => commands::ops::secrets_sync(&cli, args),
         Command::Login(args) => commands::login::run_login(&cli, args),
         Command::Logout(args) => commands::login::run_logout(&cli, args),
+        Command::Completions(args) => commands::generate::completions(args),
+        Command::Man(args) => commands::generate::man(&cli, args),
     };
     exit.into()
 }

@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod doctor;
+pub mod generate;
 pub mod images;
 pub mod init;
 pub mod login;
@@ -26,8 +27,18 @@ pub fn load_manifest(cli: &Cli) -> Result<App, Exit> {
         Err(e) => {
             // The hint about -f only helps when there is no file there.
             let missing = matches!(&e, LoadError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
-            let hint = missing.then_some("pass the manifest with -f PATH, or create one with `shipit init`");
-            diagnostics::error(cli, &e.to_string(), hint);
+            match &cli.searched {
+                // Nothing named a manifest and none was found: say where it was looked for.
+                Some(searched) if missing => diagnostics::error(
+                    cli,
+                    &searched.describe(),
+                    Some("pass the manifest with -f PATH or SHIPIT_FILE, or create one with `shipit init`"),
+                ),
+                _ => {
+                    let hint = missing.then_some("pass the manifest with -f PATH, or create one with `shipit init`");
+                    diagnostics::error(cli, &e.to_string(), hint);
+                }
+            }
             Err(Exit::BadInput)
         }
     }

@@ -97,6 +97,20 @@ fn fail(cli: &Cli, e: &Error) -> Exit {
     Exit::for_error(e.kind)
 }
 
+/// The services `names` selects (all when it is empty). An unknown name is bad input, told with
+/// the closest service name when one is close to it.
+fn select<'a>(cli: &Cli, target: Target<'a>, names: &[String]) -> Result<Vec<&'a shipit_core::Service>, Exit> {
+    let services = &target.env.services;
+    if let Some(name) = names.iter().find(|n| !services.contains_key(n.as_str())) {
+        let known = services.keys().map(String::as_str);
+        let hint = crate::suggest::did_you_mean(name, known.clone());
+        let known = known.collect::<Vec<_>>().join(", ");
+        diagnostics::error(cli, &format!("--service {name}: no such service (services: {known}){hint}"), None);
+        return Err(Exit::BadInput);
+    }
+    engine::select(target, names).map_err(|e| fail(cli, &e))
+}
+
 fn hint(kind: ErrorKind) -> Option<&'static str> {
     match kind {
         ErrorKind::Conflict => Some("another deploy is running; wait for it, or pass --lock-wait 5m"),
@@ -226,9 +240,9 @@ pub fn deploy(cli: &Cli, args: &DeployArgs) -> Exit {
             return Exit::BadInput;
         }
     };
-    let services = match engine::select(target, &args.services) {
+    let services = match select(cli, target, &args.services) {
         Ok(s) => s,
-        Err(e) => return fail(cli, &e),
+        Err(e) => return e,
     };
     if args.dry_run {
         return platforms::dry_run(cli, &out, platform.as_ref(), target, &services, &args.tag, strategy);
@@ -292,8 +306,8 @@ pub fn promote(cli: &Cli, args: &PromoteArgs) -> Exit {
         return Exit::BadInput;
     };
     let (from, to) = (Target { app: &app, env: from }, Target { app: &app, env: to });
-    if let Err(e) = engine::select(to, &args.services) {
-        return fail(cli, &e);
+    if let Err(e) = select(cli, to, &args.services) {
+        return e;
     }
     let (from_platform, to_platform) = match (platforms::platform(from_kind), platforms::platform(to_kind)) {
         (Ok(f), Ok(t)) => (f, t),
@@ -336,6 +350,9 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Exit {
         Err(e) => return e,
     };
     let Ok(target) = ctx.target() else { return Exit::BadInput };
+    if let Err(e) = select(cli, target, &args.services) {
+        return e;
+    }
     let to = match (&args.release, &args.sha) {
         (Some(r), _) => RollbackTo::Release(r.clone()),
         (None, Some(s)) => RollbackTo::Sha(s.clone()),
@@ -364,9 +381,9 @@ pub fn releases(cli: &Cli, args: &ReleasesArgs) -> Exit {
         Err(e) => return e,
     };
     let Ok(target) = ctx.target() else { return Exit::BadInput };
-    let services = match engine::select(target, &args.services) {
+    let services = match select(cli, target, &args.services) {
         Ok(s) => s,
-        Err(e) => return fail(cli, &e),
+        Err(e) => return e,
     };
     rt.block_on(async {
         for s in services {
@@ -455,6 +472,9 @@ pub fn plan(cli: &Cli, args: &PlanArgs) -> Exit {
         Err(e) => return e,
     };
     let Ok(target) = ctx.target() else { return Exit::BadInput };
+    if let Err(e) = select(cli, target, &args.services) {
+        return e;
+    }
     let resolver = if args.tag.is_some() {
         match platforms::resolver() {
             Ok(r) => Some(r),
@@ -504,6 +524,9 @@ pub fn secrets_sync(cli: &Cli, args: &SecretsSyncArgs) -> Exit {
         Err(e) => return e,
     };
     let Ok(target) = ctx.target() else { return Exit::BadInput };
+    if let Err(e) = select(cli, target, &args.services) {
+        return e;
+    }
     rt.block_on(async {
         // Each value is known to the process's scrubber before anything is sent.
         let lookup = |name: &str| {

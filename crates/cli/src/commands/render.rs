@@ -131,9 +131,11 @@ pub fn pick_env(cli: &Cli, app: &App, env: Option<&str>) -> Result<String, Exit>
     match env {
         Some(e) if app.environments.contains_key(e) => Ok(e.to_string()),
         Some(e) => {
+            let given = if cli.env_from_variable { format!("SHIPIT_ENV={e}") } else { format!("--env {e}") };
+            let hint = crate::suggest::did_you_mean(e, app.environments.keys().map(String::as_str));
             diagnostics::error(
                 cli,
-                &format!("--env {e}: no such environment in {} (it has: {})", cli.file.display(), known()),
+                &format!("{given}: no such environment in {} (it has: {}){hint}", cli.file.display(), known()),
                 None,
             );
             Err(Exit::BadInput)
