@@ -7,7 +7,10 @@
 // Test helpers outside #[test] fns unwrap and panic on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::collections::BTreeMap;
+use support::{json_lines, run, summary};
 
 use assert_cmd::Command;
 use serde_json::Value;
@@ -223,42 +226,6 @@ impl World {
         }
         moved
     }
-}
-
-/// What one run of the binary gave.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.code, self.stdout, self.stderr)
-    }
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-fn json_lines(stdout: &str) -> Vec<Value> {
-    stdout.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-fn summary(stdout: &str) -> Value {
-    json_lines(stdout).into_iter().rev().find(|l| l["event"] == "summary").expect("a summary line")
 }
 
 /// 1. Staging on Fly, production on Render: production's Render services run exactly the digests

@@ -7,8 +7,11 @@
 // Test helpers outside #[test] fns unwrap and panic on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+use support::{Run, digest_of, json_lines, run, summary};
 
 use assert_cmd::Command;
 use base64::Engine as _;
@@ -207,48 +210,8 @@ impl World {
     }
 }
 
-/// What one run of the binary gave.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.code, self.stdout, self.stderr)
-    }
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-fn digest_of<'a>(digests: &'a [(String, String)], service: &str) -> &'a str {
-    &digests.iter().find(|(s, _)| s == service).unwrap().1
-}
-
 fn count(ops: &[String], name: &str) -> usize {
     ops.iter().filter(|o| *o == name).count()
-}
-
-fn json_lines(stdout: &str) -> Vec<Value> {
-    stdout.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-fn summary(stdout: &str) -> Value {
-    json_lines(stdout).into_iter().rev().find(|l| l["event"] == "summary").expect("a summary line")
 }
 
 /// 1. A first deploy creates the three services empty, sets every setting and variable, and

@@ -109,3 +109,38 @@ pub fn output(cmd: &mut Command) -> (i32, String, String) {
 pub fn digest_of<'a>(digests: &'a [(String, String)], service: &str) -> &'a str {
     &digests.iter().find(|(s, _)| s == service).unwrap().1
 }
+
+// Running the binary, shared by the platform end-to-end tests (railway.rs, render.rs,
+// promote_cross.rs).
+
+/// What one run of the binary gave.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    let (code, stdout, stderr) = output(cmd);
+    Run { code, stdout, stderr }
+}
+
+pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+pub fn summary(stdout: &str) -> serde_json::Value {
+    json_lines(stdout).into_iter().rev().find(|l| l["event"] == "summary").expect("a summary line")
+}
