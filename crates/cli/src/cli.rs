@@ -6,10 +6,16 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// Deploy one app, described once in shipit.toml, to Fly.io, Railway and Render.
 #[derive(Debug, Parser)]
-#[command(name = "shipit", version = env!("SHIPIT_BUILD_VERSION"), about, propagate_version = true)]
+#[command(
+    name = "shipit",
+    version = env!("SHIPIT_BUILD_VERSION"),
+    about,
+    propagate_version = true,
+    after_help = "Examples:\n  shipit init --from-dockerfiles && shipit validate\n  shipit deploy --env staging --tag \"$GITHUB_SHA\"\n  shipit promote staging production\n  shipit rollback --env production\n\nEvery command: shipit help COMMAND. The manual: docs/cli.md, or shipit man."
+)]
 pub struct Cli {
     /// The manifest (default: the nearest shipit.toml, from here up to the repository root).
-    #[arg(id = "file", short = 'f', long = "file", global = true, env = "SHIPIT_FILE", value_name = "PATH")]
+    #[arg(id = "file", short = 'f', long = "file", global = true, env = "SHIPIT_FILE", value_name = "PATH", help_heading = GLOBAL)]
     pub file_arg: Option<PathBuf>,
     /// The manifest commands read: `-f`, else `SHIPIT_FILE`, else the one found by
     /// [`crate::locate`] (set by `main` once the flags are parsed).
@@ -22,56 +28,110 @@ pub struct Cli {
     #[arg(skip)]
     pub env_from_variable: bool,
     /// Machine-readable output: NDJSON on stdout, human text on stderr.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
     /// Print only errors.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL)]
     pub quiet: bool,
-    /// Print more detail.
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
+    /// Print each API request (-v) and each retry and wait (-vv) to stderr, and every error's causes.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
+    pub verbose: u8,
+    /// Colour status words and problems: auto (on a terminal, unless NO_COLOR or TERM=dumb), always, never.
+    #[arg(long, global = true, value_enum, default_value = "auto", value_name = "WHEN", help_heading = GLOBAL)]
+    pub color: ColorChoice,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// When to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set or TERM=dumb.
+    Auto,
+    /// Always, even into a pipe.
+    Always,
+    /// Never.
+    Never,
 }
 
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check the manifest; every problem is reported with file:line:column.
+    #[command(
+        after_help = "Examples:\n  shipit validate\n  shipit validate -f deploy/shipit.toml\n  shipit --json validate | jq .problems"
+    )]
     Validate,
     /// Write each platform's files for one environment (or check them for drift).
+    #[command(
+        after_help = "Examples:\n  shipit render --to all --env production\n  shipit render --to github\n  shipit render --to all --env production --check    # exit 2 on drift"
+    )]
     Render(RenderArgs),
     /// Write a shipit.toml, from apps/*/Dockerfile with --from-dockerfiles.
+    #[command(
+        after_help = "Examples:\n  shipit init --from-dockerfiles\n  shipit init --app shop --namespace acme --to render"
+    )]
     Init(InitArgs),
     /// Show what a deploy would change, field by field; exit 2 when something would.
+    #[command(
+        after_help = "Examples:\n  shipit plan --env production\n  shipit plan --env staging --tag \"$GITHUB_SHA\""
+    )]
     Plan(PlanArgs),
     /// Roll services out to the images a tag points to, health-gated, rolling back on failure.
+    #[command(
+        after_help = "Examples:\n  shipit deploy --env staging --tag \"$GITHUB_SHA\"\n  shipit deploy --env staging --tag 3f2c1ab --service api --dry-run\n  shipit --json deploy --env production --tag v1.4.0 --atomic | jq -c 'select(.event == \"summary\")'"
+    )]
     Deploy(DeployArgs),
     /// Deploy to TO exactly the image digests FROM runs (nothing rebuilt), health-gated.
+    #[command(
+        after_help = "Examples:\n  shipit promote staging production\n  shipit promote staging production --service api"
+    )]
     Promote(PromoteArgs),
     /// Return services to an earlier successful release.
+    #[command(
+        after_help = "Examples:\n  shipit rollback --env production\n  shipit rollback --env production --service api --sha 3f2c1ab"
+    )]
     Rollback(RollbackArgs),
     /// Push an OCI image layout (directory or tar, as buildx writes it) to a registry.
+    #[command(
+        after_help = "Examples:\n  docker buildx build --output type=oci,dest=api.tar apps/api\n  shipit push api.tar --image ghcr.io/acme/shop-api --tag \"$GITHUB_SHA\" --tag latest"
+    )]
     Push(PushArgs),
     /// Point new tags at an existing image, moving no blob.
+    #[command(after_help = "Examples:\n  shipit tag ghcr.io/acme/shop-api:3f2c1ab production")]
     Tag(TagArgs),
     /// Check credentials, reachability, the manifest and the image policy.
+    #[command(after_help = "Examples:\n  shipit doctor\n  shipit doctor --env production --tag \"$GITHUB_SHA\"")]
     Doctor(DoctorArgs),
     /// List a service's releases, newest first.
+    #[command(after_help = "Examples:\n  shipit releases --env production --service api")]
     Releases(ReleasesArgs),
     /// Show what runs in an environment.
+    #[command(
+        after_help = "Examples:\n  shipit status --env production\n  shipit --json status --env staging | jq -c 'select(.event == \"status\")'"
+    )]
     Status(StatusArgs),
     /// Manage secrets.
     #[command(subcommand)]
     Secrets(SecretsCommand),
     /// Check a token and keep it in the OS keyring (the environment still wins over it).
+    #[command(
+        after_help = "Examples:\n  shipit login fly\n  fly tokens create deploy | shipit login fly --with-token --app shop-api-staging"
+    )]
     Login(LoginArgs),
     /// Remove a token `shipit login` kept in the OS keyring.
+    #[command(after_help = "Examples:\n  shipit logout fly")]
     Logout(LogoutArgs),
     /// Print a completion script for bash, zsh, fish, powershell or elvish.
+    #[command(
+        after_help = "Examples:\n  source <(shipit completions bash)\n  shipit completions zsh > \"${fpath[1]}/_shipit\""
+    )]
     Completions(CompletionsArgs),
     /// Print the man page (roff), e.g. `shipit man | man -l -`.
+    #[command(
+        after_help = "Examples:\n  shipit man | man -l -\n  shipit man deploy > /usr/local/share/man/man1/shipit-deploy.1"
+    )]
     Man(ManArgs),
 }
 
@@ -135,8 +195,9 @@ pub struct DeployArgs {
     /// Only these services (repeatable).
     #[arg(long = "service", value_name = "SERVICE")]
     pub services: Vec<String>,
-    /// How instances are replaced (default: the environment's strategy).
-    #[arg(long, value_parser = ["rolling", "immediate", "canary", "bluegreen"])]
+    /// How instances are replaced (default: the environment's strategy, else the platform's own
+    /// way). Only Fly takes one; Railway and Render roll out their own way.
+    #[arg(long, value_parser = strategies())]
     pub strategy: Option<String>,
     /// How long each service may take to become healthy, e.g. 5m.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
@@ -162,6 +223,15 @@ pub struct DeployArgs {
     /// Deploy images that break their service's `policy` anyway (loudly).
     #[arg(long)]
     pub force: bool,
+    /// Create a new app or service even when secrets it declares are neither in the environment
+    /// nor on the platform (it starts without them).
+    #[arg(long)]
+    pub allow_missing_secrets: bool,
+    /// Roll out even a service that already runs this digest with these settings (every instance
+    /// replaced, health-gated, put back on failure): values set since, such as rotated secrets,
+    /// reach the running instances.
+    #[arg(long)]
+    pub restart: bool,
 }
 
 /// `shipit promote`.
@@ -274,6 +344,9 @@ pub struct StatusArgs {
 #[derive(Debug, Subcommand)]
 pub enum SecretsCommand {
     /// Set each service's secrets from the process environment (names from the manifest).
+    #[command(
+        after_help = "Examples:\n  STRIPE_SECRET_KEY=... shipit secrets sync --env production\n  shipit secrets sync --env production --restart    # roll the new values out now"
+    )]
     Sync(SecretsSyncArgs),
 }
 
@@ -285,6 +358,10 @@ pub struct SecretsSyncArgs {
     /// Only these services (repeatable).
     #[arg(long = "service", value_name = "SERVICE")]
     pub services: Vec<String>,
+    /// Then roll the new values out: each selected service that runs is redeployed with what it
+    /// runs now, through the health gate, and put back if it fails.
+    #[arg(long)]
+    pub restart: bool,
 }
 
 /// `shipit login`.
@@ -315,10 +392,47 @@ pub struct LogoutArgs {
     pub platform: crate::credentials::Account,
 }
 
+/// The heading the options every command takes are listed under, apart from the command's own.
+const GLOBAL: &str = "Global options";
+
+/// Commands that read no manifest: their help does not list `-f`.
+const NO_MANIFEST: &[&str] = &["push", "tag", "login", "logout", "completions", "man"];
+
+/// The command-line definition, with variables that stand in for flags applied.
+pub fn command() -> clap::Command {
+    command_from(Cli::command())
+}
+
+/// [`command`], from `cmd` (e.g. with its `help` subcommand turned off for the man page).
+pub fn command_from(cmd: clap::Command) -> clap::Command {
+    let mut cmd = without_empty_env(cmd);
+    // Global flags reach the subcommands when the command is built; only then can one be hidden.
+    cmd.build();
+    for name in NO_MANIFEST {
+        // `mut_args` edits in place: the built command's index of its flags stays right.
+        cmd = cmd.mut_subcommand(name, |sub| sub.mut_args(|a| if a.get_id() == "file" { a.hide(true) } else { a }));
+    }
+    cmd
+}
+
+impl Command {
+    /// The command's name as typed, e.g. `deploy` or `secrets sync` (the summary's `command`).
+    pub fn name(&self) -> String {
+        match self {
+            Self::Secrets(SecretsCommand::Sync(_)) => "secrets sync".to_string(),
+            other => {
+                let debug = format!("{other:?}");
+                let variant = debug.split(['(', ' ', '{']).next().unwrap_or_default();
+                variant.to_lowercase()
+            }
+        }
+    }
+}
+
 /// The flags as parsed from the process's arguments. A variable that stands in for a flag
 /// (`SHIPIT_FILE`, `SHIPIT_ENV`) counts as unset when it is empty, as every variable shipit reads.
 pub fn parse() -> Result<Cli, clap::Error> {
-    let mut cmd = without_empty_env(Cli::command());
+    let mut cmd = command();
     let matches = cmd.try_get_matches_from_mut(std::env::args_os())?;
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
     cli.env_from_variable = env_source(&matches) == Some(clap::parser::ValueSource::EnvVariable);
@@ -339,6 +453,15 @@ fn without_empty_env(cmd: clap::Command) -> clap::Command {
         if empty { arg.env(None) } else { arg }
     })
     .mut_subcommands(without_empty_env)
+}
+
+/// The strategies a deploy can ask for of some target: Fly's. `canary` and `bluegreen` are
+/// manifest words no target implements yet, so the flag does not offer them (docs/cli.md).
+fn strategies() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new([
+        clap::builder::PossibleValue::new("rolling").help("A few machines at a time, each health-gated (Fly)"),
+        clap::builder::PossibleValue::new("immediate").help("Every machine at once, then the health gate (Fly)"),
+    ])
 }
 
 fn parse_duration(s: &str) -> Result<shipit_core::GoDuration, String> {

@@ -6,8 +6,6 @@
 //! of any file draws a small snippet (miette's own column arithmetic is limited to 65,535 and
 //! panics beyond), and drawing many problems costs nothing per byte of the file.
 
-use std::io::IsTerminal;
-
 use miette::{
     Diagnostic, GraphicalReportHandler, GraphicalTheme, MietteError, MietteSpanContents, SourceCode, SourceSpan,
     SpanContents,
@@ -153,11 +151,7 @@ fn excerpt(file: &str, source: &str, starts: &[usize], p: &Problem) -> (Excerpt,
 }
 
 fn handler() -> GraphicalReportHandler {
-    let theme = if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
-        GraphicalTheme::unicode()
-    } else {
-        GraphicalTheme::unicode_nocolor()
-    };
+    let theme = if crate::style::colour() { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
     GraphicalReportHandler::new_themed(theme)
 }
 
@@ -170,36 +164,43 @@ fn gha_escape(s: &str) -> String {
     s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A").replace(':', "%3A").replace(',', "%2C")
 }
 
-/// Reports every problem of an invalid manifest.
+/// Reports every problem of an invalid manifest: with a snippet, each problem's
+/// `file:line:column: message` is the snippet's title (one report per problem, not a line and
+/// then a report); without one (`--json`, or beyond [`MAX_SNIPPETS`]) it is a line of its own.
 pub fn report_manifest(cli: &Cli, errors: &ManifestErrors) {
-    if cli.json {
-        let out = serde_json::json!({
-            "ok": false,
-            "file": errors.file,
-            "problems": errors.problems,
-        });
-        println!("{out}");
-    }
+    let n = errors.problems.len();
+    crate::report::result(serde_json::json!({ "file": errors.file, "problems": errors.problems }));
+    crate::report::error(
+        Some("invalid_manifest"),
+        &format!("{}: {n} problem{}", errors.file, if n == 1 { "" } else { "s" }),
+        Some("fix each problem at its file:line:column (`shipit validate` lists them all)"),
+    );
     let handler = handler();
     let source = &*errors.source_text;
     let starts: Vec<usize> =
         std::iter::once(0).chain(source.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1)).collect();
     for (i, p) in errors.problems.iter().enumerate() {
-        eprintln!("error: {}:{}:{}: {}", errors.file, p.line, p.column, p.message);
+        let title = format!("{}:{}:{}: {}", errors.file, p.line, p.column, p.message);
+        let mut drawn = false;
         if !cli.json && i < MAX_SNIPPETS {
             let (src, span) = excerpt(&errors.file, source, &starts, p);
-            let report = ProblemReport { message: p.message.clone(), src, span, help: p.help.clone() };
+            let report = ProblemReport { message: title.clone(), src, span, help: p.help.clone() };
             let mut out = String::new();
             if handler.render_report(&mut out, &report).is_ok() {
                 eprintln!("{out}");
+                drawn = true;
             }
+        }
+        if !drawn {
+            eprintln!("{} {title}", crate::style::error_word());
         }
         if in_github_actions() {
             let msg = match &p.help {
                 Some(h) => format!("{} ({h})", p.message),
                 None => p.message.clone(),
             };
-            println!(
+            // On stderr: stdout is the result's (and with --json, NDJSON only).
+            eprintln!(
                 "::error file={},line={},col={}::{}",
                 gha_escape(&errors.file),
                 p.line,
@@ -208,19 +209,18 @@ pub fn report_manifest(cli: &Cli, errors: &ManifestErrors) {
             );
         }
     }
-    let n = errors.problems.len();
     if !cli.json && n > MAX_SNIPPETS {
         eprintln!("(snippets are shown for the first {MAX_SNIPPETS} problems)");
     }
     eprintln!("{}: {n} problem{}", errors.file, if n == 1 { "" } else { "s" });
 }
 
-/// Reports an error that has no place in the manifest.
+/// Reports an error that has no place in the manifest (stderr; with `--json`, the summary's
+/// `error`).
 pub fn error(cli: &Cli, message: &str, help: Option<&str>) {
-    if cli.json {
-        println!("{}", serde_json::json!({ "ok": false, "error": message, "help": help }));
-    }
-    eprintln!("error: {message}");
+    let _ = cli;
+    crate::report::error(None, message, help);
+    eprintln!("{} {message}", crate::style::error_word());
     if let Some(h) = help {
         eprintln!("  help: {h}");
     }

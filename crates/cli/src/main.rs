@@ -12,11 +12,15 @@ macro_rules! println {
 macro_rules! print {
     ($($arg:tt)*) => { $crate::stdio::out(format_args!($($arg)*), false) };
 }
+macro_rules! eprint {
+    ($($arg:tt)*) => { $crate::stdio::err(format_args!($($arg)*), false) };
+}
 macro_rules! eprintln {
     () => { $crate::stdio::err(format_args!(""), true) };
     ($($arg:tt)*) => { $crate::stdio::err(format_args!($($arg)*), true) };
 }
 
+mod checks;
 mod cli;
 mod commands;
 mod credentials;
@@ -26,8 +30,13 @@ mod exit;
 mod locate;
 mod output;
 mod platforms;
+mod report;
+#[cfg(test)]
+mod snapshots;
 mod stdio;
+mod style;
 mod suggest;
+mod verbose;
 
 use std::process::ExitCode;
 
@@ -35,18 +44,21 @@ use crate::cli::Command;
 use crate::exit::Exit;
 
 fn main() -> ExitCode {
+    let exit = run();
+    report::finish(exit);
+    exit.into()
+}
+
+fn run() -> Exit {
     let mut cli = match cli::parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => Exit::Ok.into(),
-                _ => Exit::BadInput.into(),
-            };
-        }
+        Err(e) => return usage(&e),
     };
+    report::start(cli.json, &cli.command.name());
+    style::init(cli.color, cli.json);
+    verbose::install(&cli);
     locate::choose(&mut cli);
-    let exit = match &cli.command {
+    match &cli.command {
         Command::Validate => commands::validate::run(&cli),
         Command::Render(args) => commands::render::run(&cli, args),
         Command::Init(args) => commands::init::run(&cli, args),
@@ -64,6 +76,37 @@ fn main() -> ExitCode {
         Command::Logout(args) => commands::login::run_logout(&cli, args),
         Command::Completions(args) => commands::generate::completions(args),
         Command::Man(args) => commands::generate::man(&cli, args),
-    };
-    exit.into()
+    }
+}
+
+/// What clap stopped at: help and `--version` (exit 0), or a usage error (exit 4). With
+/// `--json` the text goes to stderr and stdout gets the summary, as for any other run.
+fn usage(e: &clap::Error) -> Exit {
+    use clap::error::ErrorKind;
+    let json = report::json_in_args();
+    report::start(json, &report::command_in_args(&cli::command()));
+    let shown = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    if json {
+        let text = e.to_string();
+        eprint!("{text}");
+        if shown {
+            report::result(serde_json::json!({ "text": text }));
+        } else {
+            // The error without clap's usage and "try --help" lines, on one line.
+            let head = text.split("\n\nUsage:").next().unwrap_or_default();
+            let head = head.split("\n\nFor more information").next().unwrap_or_default();
+            let message = head.trim_start_matches("error: ").split_whitespace().collect::<Vec<_>>().join(" ");
+            // Clap prints the command's help when its subcommand is missing: say that instead.
+            let message = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                let cmd = report::command_in_args(&cli::command());
+                format!("`shipit {cmd}` needs a subcommand (see `shipit {cmd} --help`)").replace("shipit  ", "shipit ")
+            } else {
+                message
+            };
+            report::error(Some("usage"), &message, Some("see `shipit --help`"));
+        }
+    } else {
+        let _ = e.print();
+    }
+    if shown { Exit::Ok } else { Exit::BadInput }
 }

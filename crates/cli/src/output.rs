@@ -17,6 +17,7 @@ use shipit_core::engine::{Outcome, ServiceResult, Summary};
 use shipit_core::{Event, Events};
 
 use crate::cli::Cli;
+use crate::style::Tone;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -82,11 +83,11 @@ impl Output {
         Events::new(move |e| me.on_event(e)).scrubbed(crate::platforms::scrubber())
     }
 
-    /// Prints one JSON value as a line on stdout, its strings scrubbed.
-    pub fn json_line(&self, value: &serde_json::Value) {
-        let mut value = value.clone();
-        crate::platforms::scrub_json(&mut value);
-        println!("{value}");
+    /// In `--json` mode, prints `value` (an object) as the event `name` (see [`crate::report`]).
+    pub fn json_event(&self, name: &str, value: serde_json::Value) {
+        if self.mode == Mode::Json {
+            crate::report::event(name, value);
+        }
     }
 
     /// A line of human text on stderr (kept with `-q` only when `always`), scrubbed.
@@ -133,25 +134,26 @@ impl Output {
     fn on_event(&self, e: &Event) {
         if self.mode == Mode::Json
             && let Ok(mut v) = serde_json::to_value(e)
+            && let Some(obj) = v.as_object_mut()
         {
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("ts".to_string(), serde_json::Value::String(now()));
-            }
-            self.json_line(&v);
+            obj.insert("ts".to_string(), serde_json::Value::String(now()));
+            let name = obj.remove("event").and_then(|n| n.as_str().map(str::to_string)).unwrap_or_default();
+            crate::report::event(&name, v);
         }
+        // Annotations go to stderr, which the runner reads too: stdout is the result's.
         if self.github {
             match e {
                 Event::Warning { service, message } => {
-                    println!(
+                    eprintln!(
                         "::warning title=shipit::{}",
                         gha(&format!("{}{message}", service.as_ref().map(|s| format!("{s}: ")).unwrap_or_default()))
                     );
                 }
                 Event::ServiceFailed { service, reason, .. } => {
-                    println!("::error title=shipit: {service} failed::{}", gha(reason))
+                    eprintln!("::error title=shipit: {service} failed::{}", gha(reason))
                 }
                 Event::RollbackFailed { service, reason } => {
-                    println!("::error title=shipit: {service} could not be rolled back::{}", gha(reason))
+                    eprintln!("::error title=shipit: {service} could not be rolled back::{}", gha(reason))
                 }
                 _ => {}
             }
@@ -176,12 +178,14 @@ impl Output {
             Event::InstanceHealthy { instance, .. } => format!("{instance} is healthy"),
             Event::ServiceSucceeded { digest, changed, .. } => {
                 if *changed {
-                    format!("live and healthy on {}", short(digest))
+                    format!("{} on {}", crate::style::err(Tone::Good, "live and healthy"), short(digest))
                 } else {
                     format!("already runs {}; nothing to change", short(digest))
                 }
             }
-            Event::ServiceFailed { kind, reason, .. } => format!("FAILED ({}): {reason}", kind.as_str()),
+            Event::ServiceFailed { kind, reason, .. } => {
+                format!("{} ({}): {reason}", crate::style::err(Tone::Bad, "FAILED"), kind.as_str())
+            }
             Event::RollbackStarted { release, digest, .. } => {
                 format!(
                     "rolling back to {}{}",
@@ -189,9 +193,13 @@ impl Output {
                     release.as_ref().map(|r| format!(" (release {r})")).unwrap_or_default()
                 )
             }
-            Event::RollbackSucceeded { digest, .. } => format!("rolled back: runs {} again", short(digest)),
-            Event::RollbackFailed { reason, .. } => format!("ROLLBACK FAILED: {reason}"),
-            Event::Warning { message, .. } => format!("warning: {message}"),
+            Event::RollbackSucceeded { digest, .. } => {
+                format!("{}: runs {} again", crate::style::err(Tone::Warn, "rolled back"), short(digest))
+            }
+            Event::RollbackFailed { reason, .. } => {
+                format!("{}: {reason}", crate::style::err(Tone::Bad, "ROLLBACK FAILED"))
+            }
+            Event::Warning { message, .. } => format!("{} {message}", crate::style::warning_word()),
             _ => return,
         };
         let service = e.service();
@@ -216,16 +224,22 @@ impl Output {
         for (_, bar) in std::mem::take(&mut *self.bars.lock().unwrap_or_else(|e| e.into_inner())) {
             bar.finish_and_clear();
         }
-        if self.mode == Mode::Json {
-            if let Ok(mut v) = serde_json::to_value(s) {
-                if let Some(obj) = v.as_object_mut() {
-                    obj.insert("event".to_string(), serde_json::Value::String("summary".to_string()));
-                    obj.insert("ts".to_string(), serde_json::Value::String(now()));
-                }
-                self.json_line(&v);
-            }
-        } else {
-            print!("{}", human_summary(s));
+        // The result of the run, in its one summary event (printed by `main`); the error when it
+        // failed is the headline, with the first failed service's kind.
+        if let Ok(v) = serde_json::to_value(s) {
+            crate::report::result(v);
+        }
+        if s.outcome != Outcome::Succeeded {
+            let kind = s.services.iter().find_map(|r| r.error_kind).map(|k| k.as_str());
+            let first = s.services.iter().find_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.service)));
+            let message = match first {
+                Some(why) => format!("{}: {why}", verdict_text(s)),
+                None => verdict_text(s).to_string(),
+            };
+            crate::report::error(kind, &message, None);
+        }
+        if self.mode != Mode::Json {
+            print!("{}", human_summary(s, crate::style::colour_stdout()));
         }
         if self.github {
             write_step_summary(s);
@@ -258,9 +272,34 @@ fn result_text(r: ServiceResult) -> &'static str {
     }
 }
 
-/// The verdict as text: one header line and one line per service.
-pub fn human_summary(s: &Summary) -> String {
-    let mut out = format!("{} {} to {} on {}: {}\n", s.operation, s.release, s.env, s.platform, verdict_text(s));
+fn verdict_tone(o: Outcome) -> Tone {
+    match o {
+        Outcome::Succeeded => Tone::Good,
+        Outcome::Cancelled => Tone::Warn,
+        _ => Tone::Bad,
+    }
+}
+
+fn result_tone(r: ServiceResult) -> Tone {
+    match r {
+        ServiceResult::Deployed | ServiceResult::Unchanged => Tone::Good,
+        ServiceResult::Skipped | ServiceResult::Cancelled | ServiceResult::FailedUnchanged => Tone::Warn,
+        _ => Tone::Bad,
+    }
+}
+
+/// The verdict as text: one header line and one line per service; status words coloured when
+/// `colour`.
+pub fn human_summary(s: &Summary, colour: bool) -> String {
+    let paint = |tone: Tone, text: &str| if colour { crate::style::paint_always(tone, text) } else { text.to_string() };
+    let mut out = format!(
+        "{} {} to {} on {}: {}\n",
+        s.operation,
+        s.release,
+        s.env,
+        s.platform,
+        paint(verdict_tone(s.outcome), verdict_text(s))
+    );
     let width = s.services.iter().map(|r| r.service.len()).max().unwrap_or(0);
     for r in &s.services {
         let runs = match (&r.running_digest, r.running_digests.as_slice()) {
@@ -270,19 +309,36 @@ pub fn human_summary(s: &Summary) -> String {
             (None, many) => format!("mixed: {}", many.iter().map(|d| short(d)).collect::<Vec<_>>().join(", ")),
         };
         let release = r.running_release.as_ref().map(|x| format!(" (release {x})")).unwrap_or_default();
-        out.push_str(&format!("  {:width$}  {:22}  runs {runs}{release}", r.service, result_text(r.result)));
+        let result = format!("{:22}", result_text(r.result));
+        out.push_str(&format!(
+            "  {:width$}  {}  runs {runs}{release}",
+            r.service,
+            paint(result_tone(r.result), &result)
+        ));
         if let Some(err) = &r.error {
             out.push_str(&format!("  — {err}"));
         }
         out.push('\n');
+        // A web service's public address, on a line of its own.
+        if let Some(url) = &r.url {
+            out.push_str(&format!("  {:width$}  {url}\n", ""));
+        }
     }
     out
 }
 
 fn write_step_summary(s: &Summary) {
     let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else { return };
+    let md = step_summary(s);
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{md}");
+    }
+}
+
+/// The verdict as the Markdown table appended to `$GITHUB_STEP_SUMMARY`.
+pub fn step_summary(s: &Summary) -> String {
     let mut md = format!(
-        "### shipit {} to `{}` on {}: {}\n\n| service | result | runs | release |\n|---|---|---|---|\n",
+        "### shipit {} to `{}` on {}: {}\n\n| service | result | runs | release | url |\n|---|---|---|---|---|\n",
         s.operation,
         s.env,
         s.platform,
@@ -290,7 +346,7 @@ fn write_step_summary(s: &Summary) {
     );
     for r in &s.services {
         md.push_str(&format!(
-            "| {} | {} | `{}` | {} |\n",
+            "| {} | {} | `{}` | {} | {} |\n",
             r.service,
             result_text(r.result),
             r.running_digest.as_deref().map(short).unwrap_or_else(|| if r.status_error.is_some() {
@@ -299,10 +355,9 @@ fn write_step_summary(s: &Summary) {
                 "—"
             }
             .to_string()),
-            r.running_release.as_deref().unwrap_or("—")
+            r.running_release.as_deref().unwrap_or("—"),
+            r.url.as_deref().unwrap_or("—")
         ));
     }
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-        let _ = writeln!(f, "{md}");
-    }
+    md
 }

@@ -19,7 +19,7 @@
 //! - the final error message, the summary and every JSON line are scrubbed once more as they are
 //!   printed ([`scrub`]): a last line of defence, not the first.
 
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use shipit_core::http::Scrubber;
 use shipit_core::{Error, PlannedCall, Platform, PlatformKind, Service, Strategy, Target};
@@ -106,11 +106,35 @@ pub fn platform(kind: PlatformKind) -> Result<Box<dyn Platform>, Error> {
     platform_with(kind, crate::credentials::process())
 }
 
+/// The platforms whose client [`platform_with`] built without a token.
+fn tokenless() -> &'static Mutex<Vec<PlatformKind>> {
+    static TOKENLESS: OnceLock<Mutex<Vec<PlatformKind>>> = OnceLock::new();
+    TOKENLESS.get_or_init(Mutex::default)
+}
+
+/// Fails as `kind`'s client would at its first request (exit 5, naming the variables and
+/// `shipit login`) when [`platform`] found no token for it. Commands call it before their first
+/// network call, so a missing platform token stops them before they read the registry.
+pub fn require_token(kind: PlatformKind) -> Result<(), Error> {
+    if !tokenless().lock().unwrap_or_else(PoisonError::into_inner).contains(&kind) {
+        return Ok(());
+    }
+    Err(match kind {
+        PlatformKind::Fly => Error::from(shipit_fly::FlyError::MissingToken),
+        PlatformKind::Railway => Error::from(shipit_railway::RailwayError::MissingToken),
+        PlatformKind::Render => Error::from(shipit_render::RenderApiError::MissingToken),
+    })
+}
+
 /// `account`'s token from `creds`; a keyring that cannot be read is a warning (the command then
 /// fails as without a token, naming the variable and `shipit login`).
 fn token_of(creds: &Credentials, account: Account) -> Option<Token> {
     creds.token(account).unwrap_or_else(|problem| {
-        eprintln!("warning: {}", scrub(&format!("cannot read the {account} token from the OS keyring: {problem}")));
+        eprintln!(
+            "{} {}",
+            crate::style::warning_word(),
+            scrub(&format!("cannot read the {account} token from the OS keyring: {problem}"))
+        );
         None
     })
 }
@@ -119,6 +143,9 @@ fn token_of(creds: &Credentials, account: Account) -> Option<Token> {
 pub fn platform_with(kind: PlatformKind, creds: &Credentials) -> Result<Box<dyn Platform>, Error> {
     let var = |name: &str| creds.var(name);
     let token = token_of(creds, Account::of(kind));
+    if token.is_none() {
+        tokenless().lock().unwrap_or_else(PoisonError::into_inner).push(kind);
+    }
     match kind {
         PlatformKind::Fly => {
             let mut config = shipit_fly::FlyConfig::from_vars(var);
@@ -223,15 +250,17 @@ pub fn dry_run(
         let files: Vec<_> =
             files.iter().map(|f| serde_json::json!({ "path": f.path, "contents": f.contents })).collect();
         let services: Vec<_> = calls.iter().map(|(s, c)| serde_json::json!({ "service": s, "calls": c })).collect();
-        out.json_line(&serde_json::json!({
-            "event": "dry_run",
-            "env": target.env.name,
-            "platform": platform.kind(),
-            "tag": tag,
-            "strategy": strategy.map(|s| s.as_str()),
-            "files": files,
-            "services": services,
-        }));
+        out.json_event(
+            "dry_run",
+            serde_json::json!({
+                "env": target.env.name,
+                "platform": platform.kind(),
+                "tag": tag,
+                "strategy": strategy.map(|s| s.as_str()),
+                "files": files,
+                "services": services,
+            }),
+        );
         return Exit::Ok;
     }
     println!(

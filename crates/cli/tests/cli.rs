@@ -88,7 +88,8 @@ fn validate_annotates_in_github_actions() {
         .arg(&path)
         .assert()
         .code(4)
-        .stdout(predicate::str::contains(",line=1,col=7::`app` must be lowercase"));
+        .stdout("")
+        .stderr(predicate::str::contains(",line=1,col=7::`app` must be lowercase"));
 }
 
 #[test]

@@ -19,8 +19,16 @@ async fn deploy_then_failed_release_is_rolled_back_then_manual_rollback() {
     let v1 = w.push("v1");
 
     // first deploy: every service is created and runs exactly the digests v1 points to
-    let (code, stdout, stderr) =
-        output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1", "--sha", "1111111"]));
+    let (code, stdout, stderr) = output(w.shipit().args([
+        "deploy",
+        "--env",
+        "staging",
+        "--tag",
+        "v1",
+        "--allow-missing-secrets",
+        "--sha",
+        "1111111",
+    ]));
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("live and healthy"), "{stdout}");
     let api = w.digests_running("forgestack-api-staging");
@@ -97,7 +105,8 @@ async fn deploy_then_failed_release_is_rolled_back_then_manual_rollback() {
 async fn json_output_is_ndjson_with_a_summary_last() {
     let w = World::new().await;
     w.push("v1");
-    let (code, stdout, _) = output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1", "--json"]));
+    let (code, stdout, _) =
+        output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1", "--allow-missing-secrets", "--json"]));
     assert_eq!(code, 0);
     let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(lines.len() > 3);
@@ -120,7 +129,7 @@ async fn secrets_sync_sets_values_and_never_prints_them() {
     assert!(stderr.contains("STRIPE_SECRET_KEY"), "{stderr}");
     assert!(w.fly.apps().is_empty() || w.fly.secret_names("forgestack-api-staging").is_empty());
 
-    let (code, ..) = output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1"]));
+    let (code, ..) = output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1", "--allow-missing-secrets"]));
     assert_eq!(code, 0);
     let (code, stdout, stderr) = output(w.shipit().env("STRIPE_SECRET_KEY", SECRET).args([
         "secrets",
@@ -245,7 +254,20 @@ fn render_dry_run_lists_the_rest_calls_without_a_key() {
 async fn sigterm_stops_cleanly_with_leases_released() {
     let w = World::new().await;
     let v1 = w.push("v1");
-    assert_eq!(output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1", "--service", "api"])).0, 0);
+    assert_eq!(
+        output(w.shipit().args([
+            "deploy",
+            "--env",
+            "staging",
+            "--tag",
+            "v1",
+            "--allow-missing-secrets",
+            "--service",
+            "api"
+        ]))
+        .0,
+        0
+    );
     let v2 = w.push("v2");
     // slow machine reads make the rollout long enough to interrupt
     w.fly.inject(shipit_testkit::fly::Fault::Delay {
@@ -274,7 +296,8 @@ async fn plan_exits_2_on_changes_and_deploy_warns_about_missing_secrets() {
     let (code, stdout, _) = output(w.shipit().args(["plan", "--env", "staging"]));
     assert_eq!(code, 2, "nothing exists yet: {stdout}");
     assert!(stdout.contains("will be created"), "{stdout}");
-    let (code, _, stderr) = output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1"]));
+    let (code, _, stderr) =
+        output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1", "--allow-missing-secrets"]));
     assert_eq!(code, 0, "{stderr}");
     let (code, stdout, _) = output(w.shipit().args(["plan", "--env", "staging", "--tag", "v1"]));
     assert_eq!(code, 0, "what runs is what the manifest says: {stdout}");
@@ -294,7 +317,20 @@ async fn a_second_signal_quits_at_once_with_leases_released() {
     for signal in ["-TERM", "-INT"] {
         let w = World::new().await;
         let v1 = w.push("v1");
-        assert_eq!(output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1", "--service", "api"])).0, 0);
+        assert_eq!(
+            output(w.shipit().args([
+                "deploy",
+                "--env",
+                "staging",
+                "--tag",
+                "v1",
+                "--allow-missing-secrets",
+                "--service",
+                "api"
+            ]))
+            .0,
+            0
+        );
         let v2 = w.push("v2");
         w.fly.inject(shipit_testkit::fly::Fault::Delay {
             path_contains: "/machines/".to_string(),

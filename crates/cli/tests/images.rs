@@ -11,7 +11,7 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use sha2::{Digest, Sha256};
-use support::{World, digest_of, output};
+use support::{SECRET, World, digest_of, output};
 
 const REPO_API: &str = "acme/forgestack-api";
 
@@ -20,8 +20,23 @@ async fn promote_runs_in_production_exactly_what_staging_runs() {
     let w = World::new().await;
     w.push("v1");
     let v2 = w.push("v2");
-    assert_eq!(output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1"])).0, 0);
-    assert_eq!(output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v2", "--sha", "2222222abc"])).0, 0);
+    assert_eq!(
+        output(w.shipit().env("STRIPE_SECRET_KEY", SECRET).args(["deploy", "--env", "staging", "--tag", "v1"])).0,
+        0
+    );
+    assert_eq!(
+        output(w.shipit().env("STRIPE_SECRET_KEY", SECRET).args([
+            "deploy",
+            "--env",
+            "staging",
+            "--tag",
+            "v2",
+            "--sha",
+            "2222222abc"
+        ]))
+        .0,
+        0
+    );
     // the environment tag follows what runs
     assert_eq!(w.registry.tag_digest(REPO_API, "staging").as_deref(), Some(digest_of(&v2, "api")));
 
@@ -29,7 +44,8 @@ async fn promote_runs_in_production_exactly_what_staging_runs() {
     let moved = w.registry.put_image(REPO_API, "v2");
     assert_ne!(moved, digest_of(&v2, "api"));
 
-    let (code, stdout, stderr) = output(w.shipit().args(["promote", "staging", "production"]));
+    let (code, stdout, stderr) =
+        output(w.shipit().env("STRIPE_SECRET_KEY", SECRET).args(["promote", "staging", "production"]));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("promote") && stdout.contains("live and healthy"), "{stdout}");
     for service in ["api", "worker", "web"] {
@@ -46,19 +62,27 @@ async fn promote_runs_in_production_exactly_what_staging_runs() {
     assert_eq!(regions.into_iter().collect::<Vec<_>>(), ["fra", "iad"]);
     assert_eq!(w.registry.tag_digest(REPO_API, "production").as_deref(), Some(digest_of(&v2, "api")));
     // the promoted release records the commit staging's release was built from
-    let (code, stdout, _) = output(w.shipit().args(["releases", "--env", "production", "--service", "api", "--json"]));
+    let (code, stdout, _) = output(w.shipit().env("STRIPE_SECRET_KEY", SECRET).args([
+        "releases",
+        "--env",
+        "production",
+        "--service",
+        "api",
+        "--json",
+    ]));
     assert_eq!(code, 0);
     let live: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     assert_eq!((live["status"].as_str(), live["git_sha"].as_str()), (Some("live"), Some("2222222abc")), "{live}");
 
-    let (code, _, stderr) = output(w.shipit().args(["promote", "staging", "staging"]));
+    let (code, _, stderr) = output(w.shipit().env("STRIPE_SECRET_KEY", SECRET).args(["promote", "staging", "staging"]));
     assert_eq!(code, 4, "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promote_needs_something_deployed() {
     let w = World::new().await;
-    let (code, _, stderr) = output(w.shipit().args(["promote", "staging", "production"]));
+    let (code, _, stderr) =
+        output(w.shipit().env("STRIPE_SECRET_KEY", SECRET).args(["promote", "staging", "production"]));
     assert_ne!(code, 0);
     assert!(stderr.contains("not deployed in staging"), "{stderr}");
     assert!(w.fly.apps().is_empty(), "nothing was created");
@@ -68,16 +92,20 @@ async fn promote_needs_something_deployed() {
 async fn image_policy_refuses_before_anything_changes_unless_forced() {
     let w = World::with_api_lines("policy = { non_root = true, require_healthcheck = true, max_image_mb = 100 }").await;
     w.push("v1");
-    let (code, stdout, stderr) = output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1"]));
+    let (code, stdout, stderr) =
+        output(w.shipit().env("STRIPE_SECRET_KEY", SECRET).args(["deploy", "--env", "staging", "--tag", "v1"]));
     assert_eq!(code, 4, "{stdout}\n{stderr}");
     assert!(stderr.contains("runs as root") && stderr.contains("declares no HEALTHCHECK"), "{stderr}");
     assert!(w.fly.apps().is_empty(), "nothing was changed");
 
-    let (code, stdout, stderr) = output(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1", "--force"]));
+    let (code, stdout, stderr) = output(
+        w.shipit().env("STRIPE_SECRET_KEY", SECRET).args(["deploy", "--env", "staging", "--tag", "v1", "--force"]),
+    );
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stderr.contains("POLICY OVERRIDDEN"), "loudly: {stderr}");
 
-    let (code, stdout, _) = output(w.shipit().args(["doctor", "--env", "staging", "--tag", "v1"]));
+    let (code, stdout, _) =
+        output(w.shipit().env("STRIPE_SECRET_KEY", SECRET).args(["doctor", "--env", "staging", "--tag", "v1"]));
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("FAIL  policy") && stdout.contains("runs as root"), "{stdout}");
 }

@@ -138,6 +138,16 @@ fn without_a_dockerfile_init_says_so() {
     let text = std::fs::read_to_string(&manifest).unwrap();
     assert!(text.contains("# a starter service, not read from a Dockerfile"), "{text}");
     assert!(!text.contains("USER"), "{text}");
+    // No GitHub owner was found: the placeholder namespace is written, and validate says so.
+    assert!(text.contains("namespace = \"owner\""), "{text}");
+    shipit()
+        .arg("-f")
+        .arg(&manifest)
+        .arg("validate")
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("`registry.namespace` is \"owner\", the placeholder `shipit init` writes"));
+    shipit().arg("-f").arg(&manifest).args(["init", "--force", "--namespace", "acme"]).assert().success();
     shipit().arg("-f").arg(&manifest).arg("validate").assert().success();
 
     // With a Dockerfile present, the starter points at --from-dockerfiles.

@@ -28,8 +28,8 @@ const ROTATED: &str = "canary-railway-rotated-77d0";
 /// The manifest's services, in manifest order.
 const SERVICES: [&str; 3] = ["api", "worker", "web"];
 /// Operations that only read: everything else the fake receives is a write.
-const READS: [&str; 7] =
-    ["ProjectToken", "Projects", "Project", "ServiceInstance", "Variables", "Deployment", "Deployments"];
+const READS: [&str; 8] =
+    ["ProjectToken", "Projects", "Project", "ServiceInstance", "Variables", "Deployment", "Deployments", "Domains"];
 /// Railway mutations that re-run an old image or restore old variables: shipit never sends them.
 const NEVER: [&str; 3] = ["ServiceInstanceRedeploy", "DeploymentRedeploy", "DeploymentRollback"];
 /// The databases seeded in the fake: Railway service name and image.
@@ -205,7 +205,10 @@ impl World {
 
     /// Deploys `tag` to staging and checks it succeeded.
     fn deploy_ok(&self, tag: &str, extra: &[&str]) {
-        let r = run(self.shipit().args(["deploy", "--env", "staging", "--tag", tag]).args(extra));
+        let r = run(self
+            .shipit()
+            .args(["deploy", "--allow-missing-secrets", "--env", "staging", "--tag", tag])
+            .args(extra));
         assert_eq!(r.code, 0, "deploy {tag} {extra:?}\n{r}");
     }
 }
@@ -224,7 +227,18 @@ async fn deploy_creates_the_services_and_runs_the_pushed_digests_with_the_manife
     assert_eq!(r.code, 2, "nothing exists yet\n{r}");
     assert!(r.stdout.contains("api (api): will be created"), "{r}");
     assert_eq!(w.writes_since(0), Vec::<String>::new(), "plan writes nothing");
-    let r = run(w.shipit().args(["deploy", "--to", "railway", "--env", "staging", "--tag", "v1", "--sha", "1111111"]));
+    let r = run(w.shipit().args([
+        "deploy",
+        "--allow-missing-secrets",
+        "--to",
+        "railway",
+        "--env",
+        "staging",
+        "--tag",
+        "v1",
+        "--sha",
+        "1111111",
+    ]));
     assert_eq!(r.code, 0, "{r}");
     assert!(r.stdout.contains("live and healthy"), "{r}");
 
@@ -317,7 +331,17 @@ async fn deploy_creates_the_services_and_runs_the_pushed_digests_with_the_manife
 
     // the same deploy again: nothing is written, every service is unchanged
     let mark = w.mark();
-    let r = run(w.shipit().args(["--json", "deploy", "--env", "staging", "--tag", "v1", "--sha", "1111111"]));
+    let r = run(w.shipit().args([
+        "--json",
+        "deploy",
+        "--allow-missing-secrets",
+        "--env",
+        "staging",
+        "--tag",
+        "v1",
+        "--sha",
+        "1111111",
+    ]));
     assert_eq!(r.code, 0, "{r}");
     let s = summary(&r.stdout);
     assert_eq!(s["outcome"], "succeeded", "{s}");
@@ -344,8 +368,18 @@ async fn an_unhealthy_release_times_out_and_the_source_goes_back_to_the_previous
     let v2 = w.push("v2");
     w.fake.set_behaviour(digest_of(&v2, "api"), Behaviour::Unhealthy);
     let mark = w.mark();
-    let r =
-        run(w.shipit().args(["deploy", "--env", "staging", "--tag", "v2", "--service", "api", "--wait-timeout", "2s"]));
+    let r = run(w.shipit().args([
+        "deploy",
+        "--allow-missing-secrets",
+        "--env",
+        "staging",
+        "--tag",
+        "v2",
+        "--service",
+        "api",
+        "--wait-timeout",
+        "2s",
+    ]));
     assert_eq!(r.code, 3, "timed out, previous release put back\n{r}");
     assert!(r.stdout.contains("TIMED OUT"), "{r}");
 
@@ -403,6 +437,7 @@ async fn a_crash_fails_fast_and_the_source_goes_back() {
         let started = Instant::now();
         let r = run(w.shipit().args([
             "deploy",
+            "--allow-missing-secrets",
             "--env",
             "staging",
             "--tag",
@@ -502,17 +537,34 @@ async fn releases_lists_deployments_newest_first_with_digest_sha_and_status() {
     let v1 = w.push("v1");
     w.deploy_ok("v1", &["--sha", "aaaaaaa1"]);
     let v2 = w.push("v2");
-    let r = run(w.shipit().env("GITHUB_SHA", "bbbbbbb2").args(["deploy", "--env", "staging", "--tag", "v2"]));
+    let r = run(w.shipit().env("GITHUB_SHA", "bbbbbbb2").args([
+        "deploy",
+        "--allow-missing-secrets",
+        "--env",
+        "staging",
+        "--tag",
+        "v2",
+    ]));
     assert_eq!(r.code, 0, "{r}");
     let v3 = w.push("v3");
     w.fake.set_behaviour(digest_of(&v3, "api"), Behaviour::Fail);
-    let r =
-        run(w.shipit().args(["deploy", "--env", "staging", "--tag", "v3", "--service", "api", "--sha", "ccccccc3"]));
+    let r = run(w.shipit().args([
+        "deploy",
+        "--allow-missing-secrets",
+        "--env",
+        "staging",
+        "--tag",
+        "v3",
+        "--service",
+        "api",
+        "--sha",
+        "ccccccc3",
+    ]));
     assert_eq!(r.code, 1, "{r}");
 
     let r = run(w.shipit().args(["--json", "releases", "--env", "staging", "--service", "api"]));
     assert_eq!(r.code, 0, "{r}");
-    let lines = json_lines(&r.stdout);
+    let lines: Vec<_> = json_lines(&r.stdout).into_iter().filter(|l| l["event"] == "release").collect();
     assert_eq!(lines.len(), 3, "{lines:#?}");
     let fake = w.deployments(&w.staging, "api");
     for (line, (v, sha, status)) in
@@ -543,7 +595,7 @@ async fn releases_lists_deployments_newest_first_with_digest_sha_and_status() {
     assert!(r.stdout.contains("live") && r.stdout.contains("superseded") && r.stdout.contains("failed"), "{r}");
     assert!(r.stdout.contains("sha bbbbbbb"), "{r}");
     let r = run(w.shipit().args(["--json", "releases", "--env", "staging", "--service", "worker"]));
-    let worker = json_lines(&r.stdout);
+    let worker: Vec<Value> = json_lines(&r.stdout).into_iter().filter(|l| l["event"] == "release").collect();
     let statuses: Vec<&str> = worker.iter().map(|l| l["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["live", "superseded"], "{worker:?}");
     assert_eq!(worker[0]["git_sha"], "bbbbbbb2", "$GITHUB_SHA is recorded when --sha is not given");
@@ -654,7 +706,15 @@ async fn secrets_sync_sets_the_value_and_no_command_ever_prints_it() {
 
     // the next deploy picks the secret up; every command, every mode, with the value in the env
     w.push("v2");
-    let r = run(w.shipit().env("STRIPE_SECRET_KEY", SECRET).args(["deploy", "--env", "staging", "--tag", "v2", "-v"]));
+    let r = run(w.shipit().env("STRIPE_SECRET_KEY", SECRET).args([
+        "deploy",
+        "--allow-missing-secrets",
+        "--env",
+        "staging",
+        "--tag",
+        "v2",
+        "-v",
+    ]));
     assert_eq!(r.code, 0, "{r}");
     assert!(!r.stderr.contains("not set on railway"), "the secret is set now: {r}");
     assert_eq!(
@@ -663,12 +723,12 @@ async fn secrets_sync_sets_the_value_and_no_command_ever_prints_it() {
     );
     found.extend(leaks("deploy -v", &r));
     let commands: [&[&str]; 6] = [
-        &["deploy", "--env", "staging", "--tag", "v2"],
+        &["deploy", "--allow-missing-secrets", "--env", "staging", "--tag", "v2"],
         &["status", "--env", "staging"],
         &["releases", "--env", "staging"],
         &["plan", "--env", "staging", "--tag", "v2"],
         &["secrets", "sync", "--env", "staging"],
-        &["deploy", "--env", "staging", "--tag", "v2", "--dry-run"],
+        &["deploy", "--allow-missing-secrets", "--env", "staging", "--tag", "v2", "--dry-run"],
     ];
     for cmd in commands {
         for mode in modes {
@@ -771,6 +831,7 @@ async fn a_project_token_is_refused_outside_its_environment_and_wins_over_the_ac
 
     let r = run(w.shipit().env_remove("RAILWAY_API_TOKEN").env("RAILWAY_TOKEN", &token).args([
         "deploy",
+        "--allow-missing-secrets",
         "--env",
         "production",
         "--tag",
@@ -778,7 +839,7 @@ async fn a_project_token_is_refused_outside_its_environment_and_wins_over_the_ac
     ]));
     assert_eq!(r.code, 5, "{r}");
     assert!(r.all().contains("RAILWAY_API_TOKEN"), "{r}");
-    assert!(r.stdout.contains("nothing was changed"), "{r}");
+    assert!(r.all().contains("nothing was changed"), "{r}");
     assert!(!r.all().contains(&token), "{r}");
     assert_eq!(w.writes_since(0), Vec::<String>::new(), "no mutation reached Railway");
     assert!(w.fake.requests().iter().all(|q| q.token_kind == TokenKind::Project));
@@ -790,13 +851,13 @@ async fn a_project_token_is_refused_outside_its_environment_and_wins_over_the_ac
     };
     let mut cmd = w.shipit();
     both(&mut cmd);
-    let r = run(cmd.args(["deploy", "--env", "production", "--tag", "v1"]));
+    let r = run(cmd.args(["deploy", "--allow-missing-secrets", "--env", "production", "--tag", "v1"]));
     assert_eq!(r.code, 5, "{r}");
     assert_eq!(w.writes_since(mark), Vec::<String>::new());
     let mark = w.mark();
     let mut cmd = w.shipit();
     both(&mut cmd);
-    let r = run(cmd.args(["deploy", "--env", "staging", "--tag", "v1"]));
+    let r = run(cmd.args(["deploy", "--allow-missing-secrets", "--env", "staging", "--tag", "v1"]));
     assert_eq!(r.code, 0, "{r}");
     let requests = w.fake.requests();
     assert!(!requests[mark..].is_empty());
@@ -813,11 +874,14 @@ async fn a_project_token_is_refused_outside_its_environment_and_wins_over_the_ac
 
     // a token Railway does not know: exit 5, never printed, nothing written
     let mark = w.mark();
-    let r = run(w
-        .shipit()
-        .env_remove("RAILWAY_API_TOKEN")
-        .env("RAILWAY_TOKEN", "unknown-project-token-3e1")
-        .args(["deploy", "--env", "staging", "--tag", "v1"]));
+    let r = run(w.shipit().env_remove("RAILWAY_API_TOKEN").env("RAILWAY_TOKEN", "unknown-project-token-3e1").args([
+        "deploy",
+        "--allow-missing-secrets",
+        "--env",
+        "staging",
+        "--tag",
+        "v1",
+    ]));
     assert_eq!(r.code, 5, "{r}");
     assert!(!r.all().contains("unknown-project-token-3e1"), "{r}");
     assert_eq!(w.writes_since(mark), Vec::<String>::new());
@@ -829,7 +893,7 @@ async fn refused(what: &str, edit: impl FnOnce(String) -> String, env: &str, ext
     let w = World::with(edit).await;
     w.push("v1");
     w.push_services(extra_images, "v1");
-    let r = run(w.shipit().args(["deploy", "--env", env, "--tag", "v1"]));
+    let r = run(w.shipit().args(["deploy", "--allow-missing-secrets", "--env", env, "--tag", "v1"]));
     assert_eq!(r.code, 4, "{what}\n{r}");
     for s in says {
         assert!(r.all().contains(s), "{what}: the message says {s:?}\n{r}");
@@ -884,14 +948,24 @@ async fn bad_input_is_refused_before_anything_changes() {
     // --no-create: the services do not exist, so nothing is created
     let w = World::new().await;
     w.push("v1");
-    let r = run(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1", "--no-create"]));
+    let r =
+        run(w.shipit().args(["deploy", "--allow-missing-secrets", "--env", "staging", "--tag", "v1", "--no-create"]));
     assert_eq!(r.code, 4, "{r}");
     assert!(r.all().contains("--no-create"), "{r}");
     assert_eq!(w.writes_since(0), Vec::<String>::new());
     // with only the colliding service selected
     let w = World::with(|m| m + "\n[services.postgres]\ncommand = [\"sleep\", \"infinity\"]\n").await;
     w.push_services(&["postgres"], "v1");
-    let r = run(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1", "--service", "postgres"]));
+    let r = run(w.shipit().args([
+        "deploy",
+        "--allow-missing-secrets",
+        "--env",
+        "staging",
+        "--tag",
+        "v1",
+        "--service",
+        "postgres",
+    ]));
     assert_eq!(r.code, 4, "{r}");
     assert!(r.all().contains("postgres") && r.all().contains("database `db`"), "{r}");
     assert_eq!(w.writes_since(0), Vec::<String>::new());
@@ -921,6 +995,7 @@ async fn dry_run_needs_no_token_and_lists_the_graphql_operations() {
     w.push("v1");
     let r = run(w.shipit().env_remove("RAILWAY_API_TOKEN").args([
         "deploy",
+        "--allow-missing-secrets",
         "--dry-run",
         "--to",
         "railway",
@@ -954,6 +1029,7 @@ async fn dry_run_needs_no_token_and_lists_the_graphql_operations() {
     let r = run(w.shipit().env_remove("RAILWAY_API_TOKEN").args([
         "--json",
         "deploy",
+        "--allow-missing-secrets",
         "--dry-run",
         "--to",
         "railway",
@@ -987,6 +1063,15 @@ async fn dry_run_needs_no_token_and_lists_the_graphql_operations() {
     let vars = &op(&api, "VariableCollectionUpsert")["body"]["variables"];
     assert_eq!(vars["DATABASE_URL"], "${{Postgres.DATABASE_URL}}", "{vars}");
     assert!(vars.get("STRIPE_SECRET_KEY").is_none(), "no secret in a dry run: {vars}");
+    // a web service's domain: looked up, created only if it has none, before the deployment
+    let domain = op(&api, "ServiceDomainCreate");
+    assert_eq!(domain["body"]["input"]["targetPort"], 4000, "{domain}");
+    assert!(domain["when"].as_str().unwrap().contains("port (4000)"), "{domain}");
+    op(&api, "Domains");
+    let at = |calls: &[Value], name: &str| calls.iter().position(|c| c["operation"] == name);
+    assert!(at(&api, "Domains") < at(&api, "ServiceDomainCreate"), "{api:#?}");
+    assert!(at(&api, "ServiceDomainCreate") < at(&api, "ServiceInstanceDeployV2"), "{api:#?}");
+    assert_eq!(at(&calls("worker"), "ServiceDomainCreate"), None, "a worker gets no domain");
     let worker = op(&calls("worker"), "ServiceInstanceUpdate");
     assert_eq!(worker["body"]["input"]["startCommand"], "node dist/index.js", "{worker}");
     assert_eq!(worker["body"]["input"]["restartPolicyMaxRetries"], 3, "{worker}");
@@ -1007,6 +1092,7 @@ async fn dry_run_shows_the_source_image_pinned_by_digest() {
     let r = run(w.shipit().env_remove("RAILWAY_API_TOKEN").args([
         "--json",
         "deploy",
+        "--allow-missing-secrets",
         "--dry-run",
         "--env",
         "staging",
@@ -1036,7 +1122,17 @@ async fn an_atomic_release_takes_back_the_services_that_went_live_and_records_th
     w.deploy_ok("v1", &["--sha", "1111111"]);
     let v2 = w.push("v2");
     w.fake.set_behaviour(digest_of(&v2, "web"), Behaviour::Unhealthy);
-    let r = run(w.shipit().args(["deploy", "--env", "staging", "--tag", "v2", "--atomic", "--wait-timeout", "2s"]));
+    let r = run(w.shipit().args([
+        "deploy",
+        "--allow-missing-secrets",
+        "--env",
+        "staging",
+        "--tag",
+        "v2",
+        "--atomic",
+        "--wait-timeout",
+        "2s",
+    ]));
     assert_eq!(r.code, 3, "{r}");
     assert!(r.stdout.contains("rolled back (atomic)"), "{r}");
     for s in SERVICES {
@@ -1144,6 +1240,7 @@ async fn a_failed_deploy_puts_the_previous_settings_back_with_the_digest() {
     w.fake.set_behaviour(digest_of(&v2, "worker"), Behaviour::Crash);
     let r = run(w.shipit().args([
         "deploy",
+        "--allow-missing-secrets",
         "--env",
         "staging",
         "--tag",
@@ -1183,7 +1280,7 @@ async fn secrets_sync_before_the_first_deploy_creates_the_service_empty() {
     assert!(w.deployments(&w.staging, "api").is_empty(), "nothing deployed");
     assert_eq!(w.fake.service_id(&w.project, "worker"), None, "a service without secrets is not created");
 
-    let r = run(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1"]));
+    let r = run(w.shipit().args(["deploy", "--allow-missing-secrets", "--env", "staging", "--tag", "v1"]));
     assert_eq!(r.code, 0, "{r}");
     assert!(!r.all().contains("not set on railway"), "{r}");
     let ops = w.fake.operations();
@@ -1195,4 +1292,176 @@ async fn secrets_sync_before_the_first_deploy_creates_the_service_empty() {
     assert_eq!(w.variable(&w.staging, "api", "NODE_ENV").as_deref(), Some("production"));
     let owned = w.variable(&w.staging, "api", "SHIPIT_VARIABLES").unwrap();
     assert_eq!(owned, "DATABASE_URL,NODE_ENV,PORT,REDIS_URL,STRIPE_SECRET_KEY", "the secret stays listed");
+}
+
+/// The Railway domains of staging `service`, as the fake holds them.
+fn domains(w: &World, service: &str) -> Vec<shipit_testkit::railway::FakeDomain> {
+    w.fake.domains(&w.project, &w.staging, &w.id(service))
+}
+
+/// 15. A first deploy gives each web service a Railway domain (routed to its port) and every
+/// summary prints it; a second deploy makes no second one; a worker gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_deploy_gives_each_web_service_a_railway_domain_and_prints_its_url() {
+    let w = World::new().await;
+    w.push("v1");
+    let steps = w.dir.path().join("step-summary.md");
+    let r = run(w.shipit().env("GITHUB_ACTIONS", "true").env("GITHUB_STEP_SUMMARY", &steps).args([
+        "deploy",
+        "--allow-missing-secrets",
+        "--env",
+        "staging",
+        "--tag",
+        "v1",
+    ]));
+    assert_eq!(r.code, 0, "{r}");
+    let mut urls = Vec::new();
+    for (service, port) in [("api", 4000), ("web", 3000)] {
+        let d = domains(&w, service);
+        assert_eq!(d.len(), 1, "{service}: {d:?}");
+        assert!(!d[0].custom && d[0].target_port == Some(port), "{service}: {d:?}");
+        assert!(
+            d[0].domain.starts_with(&format!("{service}-staging-")) && d[0].domain.ends_with(".up.railway.app"),
+            "{d:?}"
+        );
+        let url = format!("https://{}", d[0].domain);
+        // the human summary: the line under the service
+        let lines: Vec<&str> = r.stdout.lines().collect();
+        let at = lines.iter().position(|l| l.trim_start().starts_with(&format!("{service} "))).unwrap();
+        assert_eq!(lines.get(at + 1).map(|l| l.trim()), Some(url.as_str()), "{service}: {r}");
+        urls.push(url);
+    }
+    assert!(domains(&w, "worker").is_empty(), "a worker gets no domain");
+    let md = std::fs::read_to_string(&steps).unwrap();
+    assert!(md.contains(&format!("| {} |", urls[0])), "{md}");
+    assert!(md.lines().find(|l| l.starts_with("| worker ")).unwrap().ends_with("| — |"), "{md}");
+
+    // a second deploy (a new release): no second domain, the same URL in the JSON summary
+    w.push("v2");
+    let mark = w.mark();
+    let r = run(w.shipit().args(["--json", "deploy", "--allow-missing-secrets", "--env", "staging", "--tag", "v2"]));
+    assert_eq!(r.code, 0, "{r}");
+    let s = summary(&r.stdout);
+    let url = |service: &str| {
+        s["services"].as_array().unwrap().iter().find(|x| x["service"] == service).unwrap()["url"].clone()
+    };
+    assert_eq!(url("api"), Value::String(urls[0].clone()), "{s:#}");
+    assert_eq!(url("web"), Value::String(urls[1].clone()), "{s:#}");
+    assert_eq!(url("worker"), Value::Null, "{s:#}");
+    assert_eq!(count(&w.ops_since(mark), "ServiceDomainCreate"), 0, "{:?}", w.ops_since(mark));
+    assert_eq!((domains(&w, "api").len(), domains(&w, "web").len()), (1, 1));
+}
+
+/// 16. Railway refuses the domain: the deploy still succeeds, and warns with the exact
+/// `railway domain` command; the service has no URL until it has a domain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_domain_warns_with_the_railway_command_and_the_deploy_succeeds() {
+    let w = World::new().await;
+    w.push("v1");
+    w.fake.inject(Fault::GraphqlError {
+        ops: Some(vec!["ServiceDomainCreate".to_string()]),
+        message: "You do not have permission to create a service domain".to_string(),
+        times: 1,
+    });
+    let r = run(w.shipit().args(["--json", "deploy", "--allow-missing-secrets", "--env", "staging", "--tag", "v1"]));
+    assert_eq!(r.code, 0, "{r}");
+    let s = summary(&r.stdout);
+    assert_eq!(s["outcome"], "succeeded", "{s:#}");
+    let warned: Vec<Value> =
+        json_lines(&r.stdout).into_iter().filter(|l| l["event"] == "warning" && l["service"].is_string()).collect();
+    // One of api and web was refused (the fault answers once); the other got its domain.
+    let refused: Vec<&Value> =
+        warned.iter().filter(|l| l["message"].as_str().unwrap_or_default().contains("railway domain")).collect();
+    assert_eq!(refused.len(), 1, "{warned:#?}");
+    let service = refused[0]["service"].as_str().unwrap();
+    let port = if service == "api" { 4000 } else { 3000 };
+    let command =
+        format!("`railway domain --project {} --environment staging --service {service} --port {port}`", w.project);
+    assert!(refused[0]["message"].as_str().unwrap().contains(&command), "{:#}", refused[0]);
+    assert!(domains(&w, service).is_empty());
+    let other = if service == "api" { "web" } else { "api" };
+    assert_eq!(domains(&w, other).len(), 1);
+    let url = |service: &str| {
+        s["services"].as_array().unwrap().iter().find(|x| x["service"] == service).unwrap()["url"].clone()
+    };
+    assert_eq!(url(service), Value::Null, "{s:#}");
+    assert!(url(other).as_str().unwrap().ends_with(".up.railway.app"), "{s:#}");
+}
+
+/// 17. `deploy --restart` of the digest that runs: one new deployment through the same verdict,
+/// reported `deployed`, not `unchanged`; a restart whose deployment crashes is put back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_restart_deploys_the_running_digest_again_through_the_verdict() {
+    let w = World::new().await;
+    let v1 = w.push("v1");
+    w.deploy_ok("v1", &[]);
+    let first = w.live(&w.staging, "api");
+
+    let r = run(w.shipit().args([
+        "--json",
+        "deploy",
+        "--allow-missing-secrets",
+        "--env",
+        "staging",
+        "--tag",
+        "v1",
+        "--service",
+        "api",
+    ]));
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(summary(&r.stdout)["services"][0]["result"], "unchanged", "{r}");
+    assert_eq!(w.deployments(&w.staging, "api").len(), 1);
+
+    let args = ["--json", "deploy", "--allow-missing-secrets", "--env", "staging", "--tag", "v1", "--service", "api"];
+    let r = run(w.shipit().args(args).arg("--restart"));
+    assert_eq!(r.code, 0, "{r}");
+    let s = summary(&r.stdout);
+    assert_eq!(s["outcome"], "succeeded", "{s:#}");
+    assert_eq!(s["services"][0]["result"], "deployed", "{s:#}");
+    let deployments = w.deployments(&w.staging, "api");
+    assert_eq!(deployments.len(), 2, "one new deployment: {deployments:#?}");
+    let live = w.live(&w.staging, "api");
+    assert_ne!(live.id, first.id, "the new deployment serves");
+    assert_eq!(live.digest.as_deref(), Some(digest_of(&v1, "api")), "the same digest");
+    assert_eq!(w.deployments(&w.staging, "web").len(), 1, "--service api: web is not restarted");
+
+    // through the verdict: a restart that crashes is reported and put back
+    w.fake.set_behaviour(digest_of(&v1, "api"), Behaviour::Crash);
+    let r = run(w.shipit().args(args).arg("--restart"));
+    assert_eq!(r.code, 1, "{r}");
+    assert_ne!(summary(&r.stdout)["outcome"], "succeeded", "{r}");
+    assert_eq!(w.live(&w.staging, "api").id, live.id, "the previous deployment still serves");
+    assert_eq!(w.source_digest(&w.staging, "api").as_deref(), Some(digest_of(&v1, "api")));
+}
+
+/// 18. A first deploy whose declared secret is neither on Railway nor in the environment is
+/// refused before anything changes (exit 4, naming it); `--allow-missing-secrets` creates the
+/// services without it, and an exported value is set before the first deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_deploy_whose_secrets_are_not_set_is_refused_before_anything_changes() {
+    let w = World::new().await;
+    w.push("v1");
+    let r = run(w.shipit().args(["deploy", "--env", "staging", "--tag", "v1"]));
+    assert_eq!(r.code, 4, "{r}");
+    assert!(r.stderr.contains("STRIPE_SECRET_KEY (api)"), "{r}");
+    assert!(r.stderr.contains("shipit secrets sync") && r.stderr.contains("--allow-missing-secrets"), "{r}");
+    assert_eq!(w.writes_since(0), Vec::<String>::new(), "nothing was written");
+    let names: BTreeSet<String> = w.fake.service_names(&w.project).into_iter().collect();
+    assert_eq!(names, ["Postgres", "Redis"].map(String::from).into(), "not even the services without secrets");
+
+    let r = run(w.shipit().args(["deploy", "--allow-missing-secrets", "--env", "staging", "--tag", "v1"]));
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.all().contains("creating without secrets"), "{r}");
+    assert_eq!(w.variable(&w.staging, "api", "STRIPE_SECRET_KEY"), None);
+    assert_eq!(w.deployments(&w.staging, "api").len(), 1, "created and deployed");
+
+    // exported: set before the first deployment, which runs with it
+    let w = World::new().await;
+    w.push("v1");
+    let r = run(w.shipit().env("STRIPE_SECRET_KEY", SECRET).args(["deploy", "--env", "staging", "--tag", "v1"]));
+    assert_eq!(r.code, 0, "{r}");
+    assert!(!r.all().contains(SECRET), "never printed");
+    let d = w.deployments(&w.staging, "api");
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].variables.get("STRIPE_SECRET_KEY").cloned().flatten().as_deref(), Some(SECRET));
 }

@@ -380,7 +380,7 @@ async fn a_failing_image_is_put_back_with_the_image_setting_on_the_old_digest() 
     // the failed releases are listed as failed; the tag was not moved to them
     let r = run(w.shipit().args(["--json", "releases", "--env", "staging", "--service", "api"]));
     assert_eq!(r.code, 0, "{r}");
-    let lines = json_lines(&r.stdout);
+    let lines: Vec<_> = json_lines(&r.stdout).into_iter().filter(|l| l["event"] == "release").collect();
     for v in &failed {
         let line = lines.iter().find(|l| l["digest"] == digest_of(v, "api")).unwrap_or_else(|| panic!("{lines:#?}"));
         assert_eq!(line["status"], "failed", "{line}");
@@ -448,7 +448,7 @@ async fn releases_and_rollback() {
 
     let r = run(w.shipit().args(["--json", "releases", "--env", "staging", "--service", "api"]));
     assert_eq!(r.code, 0, "{r}");
-    let lines = json_lines(&r.stdout);
+    let lines: Vec<_> = json_lines(&r.stdout).into_iter().filter(|l| l["event"] == "release").collect();
     assert_eq!(lines.len(), 3, "{lines:#?}");
     let fake = w.deploys("staging", "api");
     for (line, (v, sha, status)) in
@@ -720,4 +720,92 @@ async fn the_next_deploy_of_the_same_digest_rolls_a_synced_secret_out() {
         "the deploy after `secrets sync` runs with the secret; summary: {}",
         summary(&r.stdout)
     );
+}
+
+/// 6. Every summary gives each web service its Render URL (`serviceDetails.url`): the human
+/// summary's line under the service, the JSON summary's `services[].url`, the job summary's `url`
+/// column; a worker has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_summary_prints_each_web_services_render_url() {
+    let w = World::new().await;
+    w.push("v1");
+    let steps = w.dir.path().join("step-summary.md");
+    let r = run(w
+        .shipit()
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &steps)
+        .args(["deploy", "--env", "staging", "--tag", "v1"]));
+    assert_eq!(r.code, 0, "{r}");
+    let api = w.service("staging", "api").url.unwrap();
+    let web = w.service("staging", "web").url.unwrap();
+    assert_eq!(api, "https://forgestack-api-staging.onrender.com");
+    assert_eq!(w.service("staging", "worker").url, None, "a worker has no URL on Render");
+    // human: the line under the service
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    for (service, url) in [("api", &api), ("web", &web)] {
+        let at = lines.iter().position(|l| l.trim_start().starts_with(&format!("{service} "))).unwrap();
+        assert_eq!(lines.get(at + 1).map(|l| l.trim()), Some(url.as_str()), "{service}: {r}");
+    }
+    assert!(!r.stdout.contains("forgestack-worker-staging.onrender.com"), "{r}");
+    // the job summary's url column
+    let md = std::fs::read_to_string(&steps).unwrap();
+    assert!(md.contains("| url |"), "{md}");
+    assert!(md.contains(&format!("| {api} |")) && md.contains(&format!("| {web} |")), "{md}");
+    let worker = md.lines().find(|l| l.starts_with("| worker ")).unwrap();
+    assert!(worker.ends_with("| — |"), "{worker}");
+
+    // JSON: services[].url, null for the worker
+    let r = run(w.shipit().args(["--json", "deploy", "--env", "staging", "--tag", "v1"]));
+    assert_eq!(r.code, 0, "{r}");
+    let s = summary(&r.stdout);
+    let url = |service: &str| {
+        s["services"].as_array().unwrap().iter().find(|x| x["service"] == service).unwrap()["url"].clone()
+    };
+    assert_eq!(url("api"), Value::String(api.clone()), "{s:#}");
+    assert_eq!(url("web"), Value::String(web), "{s:#}");
+    assert_eq!(url("worker"), Value::Null, "{s:#}");
+}
+
+/// 7. `deploy --restart` of the digest that runs: one new deploy through the same health gate,
+/// reported `deployed`, not `unchanged`; a restart whose deploy fails is put back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_restart_deploys_the_running_digest_again_through_the_gate() {
+    let w = World::new().await;
+    let v1 = w.push("v1");
+    w.deploy_ok("v1", &[]);
+    let before = w.deploys("staging", "api");
+    assert_eq!(before.len(), 1);
+
+    // without --restart: nothing to do
+    let r = run(w.shipit().args(["--json", "deploy", "--env", "staging", "--tag", "v1", "--service", "api"]));
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(summary(&r.stdout)["services"][0]["result"], "unchanged", "{r}");
+    assert_eq!(w.deploys("staging", "api").len(), 1);
+
+    let r =
+        run(w.shipit().args(["--json", "deploy", "--env", "staging", "--tag", "v1", "--service", "api", "--restart"]));
+    assert_eq!(r.code, 0, "{r}");
+    let s = summary(&r.stdout);
+    assert_eq!(s["outcome"], "succeeded", "{s:#}");
+    assert_eq!(s["services"][0]["result"], "deployed", "{s:#}");
+    let deploys = w.deploys("staging", "api");
+    assert_eq!(deploys.len(), 2, "one new deploy: {deploys:#?}");
+    let live = w.live("staging", "api");
+    assert_ne!(live.id, before[0].id, "the new deploy serves");
+    assert_eq!(live.image_sha, digest_of(&v1, "api"), "the same digest");
+    assert_eq!(
+        w.fake.live_deploy(&w.id("staging", "web")).map(|d| d.id),
+        Some(w.deploys("staging", "web")[0].id.clone())
+    );
+    assert_eq!(w.deploys("staging", "web").len(), 1, "--service api: web is not restarted");
+
+    // health-gated: a restart that fails its health check is reported and put back
+    w.fake.set_behaviour(digest_of(&v1, "api"), Behaviour::Crash);
+    let r =
+        run(w.shipit().args(["--json", "deploy", "--env", "staging", "--tag", "v1", "--service", "api", "--restart"]));
+    assert_eq!(r.code, 1, "{r}");
+    let s = summary(&r.stdout);
+    assert_ne!(s["outcome"], "succeeded", "{s:#}");
+    assert_eq!(w.live("staging", "api").id, live.id, "the previous deploy still serves");
+    assert_eq!(w.image_path_digest("staging", "api").as_deref(), Some(digest_of(&v1, "api")));
 }

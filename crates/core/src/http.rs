@@ -24,6 +24,13 @@
 //!   cancellation with a typed [`PollError`].
 //! - **Retries.** [`retry`] is generic over the client's own error type ([`RetryableError`]),
 //!   so typed errors survive a retry, and the last error says how many attempts were made.
+//! - **Explaining errors.** [`Scrubber::error_summary`] makes any error body one line: the
+//!   platform's own message from its JSON error shape, an HTML page's `<title>`, or the text.
+//!   [`transport_message`] names a transport failure's root cause
+//!   (`cannot reach api.machines.dev: connection refused`), [`cause_chain`] lists every cause.
+//! - **Watching.** Every client wraps each request in an [`Observed`], and [`retry`] reports
+//!   each retry: both go to the process's [`Observer`] when one is set ([`set_observer`]; the
+//!   CLI's `-v` and `-vv`). Method, URL, status or cause, time: never a header or a body.
 //!
 //! # Secrets never leave
 //!
@@ -46,14 +53,19 @@
 //! URLs are shown without their userinfo ([`without_userinfo`]): a base URL configured as
 //! `https://user:pass@host` is used as given and shown as `https://***@host`.
 
+mod cause;
+pub(crate) mod observe;
 mod poll;
 mod scrub;
+mod summary;
 
 use std::time::{Duration, SystemTime};
 
 pub use std::task::Poll;
 
 pub use crate::retry::{Attempts, RetryPolicy, RetryableError, retry};
+pub use cause::{brief_cause, cause_chain, transport_message};
+pub use observe::{Observed, Observer, Outcome, Request, Retry, set_observer};
 pub use poll::{POLL_BACKOFF_CAP, PollError, poll_until};
 pub use scrub::{REDACTED, Scrubber, error_body, error_text, without_userinfo};
 

@@ -159,6 +159,11 @@ pub struct DeployRequest<'a> {
     pub create: bool,
     /// How long to wait for another deploy's lock before failing with a conflict.
     pub lock_wait: Duration,
+    /// Roll out even when the service already runs this digest with these settings (`--restart`):
+    /// instances are replaced through the same health gate, so values set since (rotated secrets)
+    /// reach them. The platform's own rollout: Fly updates every machine, Railway and Render
+    /// deploy.
+    pub restart: bool,
     /// Ctrl-C / SIGTERM: stop between steps, release locks, leave instances on a known image.
     pub cancel: CancellationToken,
     /// Where progress goes.
@@ -167,7 +172,7 @@ pub struct DeployRequest<'a> {
 
 impl<'a> DeployRequest<'a> {
     /// A request with defaults (the platform's own strategy, 5 minute wait, may create, no lock
-    /// wait, no cancellation, events dropped); set the other (public) fields as needed.
+    /// wait, no restart, no cancellation, events dropped); set the other (public) fields as needed.
     pub fn new(target: Target<'a>, service: &'a Service, image: PinnedImage, release: ReleaseInfo) -> Self {
         Self {
             target,
@@ -178,6 +183,7 @@ impl<'a> DeployRequest<'a> {
             wait_timeout: Duration::from_secs(300),
             create: true,
             lock_wait: Duration::ZERO,
+            restart: false,
             cancel: CancellationToken::new(),
             events: Events::none(),
         }
@@ -500,6 +506,10 @@ pub struct ServiceStatus {
     pub image: Option<String>,
     /// Its instances.
     pub instances: Vec<Instance>,
+    /// Its public URL (`https://…`), for a web service (one with a port) that has one: Fly's
+    /// `https://<app>.fly.dev`, Railway's service or custom domain, Render's `serviceDetails.url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl ServiceStatus {
@@ -514,6 +524,7 @@ impl ServiceStatus {
             digest: None,
             image: None,
             instances: Vec::new(),
+            url: None,
         }
     }
 

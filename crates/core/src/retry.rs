@@ -104,6 +104,12 @@ pub trait RetryableError: Sized {
         None
     }
 
+    /// Why the attempt failed, in words, for the process's observer at `-vv`
+    /// ([`crate::http::Observer::retry`]). Never contains a token or secret value.
+    fn retry_reason(&self) -> String {
+        "a temporary failure".to_string()
+    }
+
     /// The same error, noting that it is the last of several attempts. Called only when more
     /// than one attempt was made; typically appends ` (after 5 attempts over 2.3s)` to the
     /// message.
@@ -119,6 +125,10 @@ impl RetryableError for Error {
         self.retry_after
     }
 
+    fn retry_reason(&self) -> String {
+        self.message.clone()
+    }
+
     fn with_attempts(mut self, attempts: Attempts) -> Self {
         self.message = format!("{} ({attempts})", self.message);
         self
@@ -130,7 +140,9 @@ impl RetryableError for Error {
 /// when there was more than one attempt).
 ///
 /// A Retry-After from the server replaces the computed delay, capped at `max_delay`. The sum
-/// of the delays slept never exceeds `total`: a retry that would go past it is not made.
+/// of the delays slept never exceeds `total`: a retry that would go past it is not made. Each
+/// retry is reported to the process's [`Observer`](crate::http::Observer), if any: the attempt,
+/// why, and the wait.
 pub async fn retry<T, E, F, Fut>(policy: &RetryPolicy, mut op: F) -> Result<T, E>
 where
     E: RetryableError,
@@ -142,11 +154,12 @@ where
         .with_max_delay(policy.max_delay)
         .with_max_times(policy.max_retries)
         .with_jitter();
-    let (max_delay, total) = (policy.max_delay, policy.total);
+    let (max_delay, total, max_attempts) = (policy.max_delay, policy.total, policy.max_retries + 1);
     let mut slept = Duration::ZERO;
     let started = Instant::now();
     // Atomic rather than Cell so the returned future stays Send.
     let attempts = AtomicUsize::new(0);
+    let made = &attempts;
     let counted = || {
         attempts.fetch_add(1, Ordering::Relaxed);
         op()
@@ -157,8 +170,16 @@ where
         .when(|e: &E| e.is_temporary())
         .adjust(move |e: &E, computed| {
             let delay = computed?;
-            let delay = e.retry_after().map_or(delay, |ra| ra.min(max_delay));
+            let asked = e.retry_after();
+            let delay = asked.map_or(delay, |ra| ra.min(max_delay));
             slept = slept.checked_add(delay).filter(|s| *s <= total)?;
+            crate::http::observe::report_retry(|| crate::http::Retry {
+                attempt: made.load(Ordering::Relaxed),
+                max_attempts,
+                reason: e.retry_reason(),
+                wait: delay,
+                retry_after: asked,
+            });
             Some(delay)
         })
         .await;
@@ -285,6 +306,35 @@ mod tests {
             retry(&RetryPolicy::fast(), || async { Err(Typed::Busy { note: "busy".into() }) }).await;
         let Err(Typed::Busy { note }) = r else { panic!("expected Busy") };
         assert!(note.starts_with("busy (after 5 attempts over "), "{note}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_are_reported_with_reason_and_wait() {
+        let seen = crate::http::observe::tests::seen();
+        let calls = AtomicUsize::new(0);
+        let p = policy(3, Duration::from_secs(2), Duration::from_secs(60));
+        let r =
+            retry(&p, || async {
+                match calls.fetch_add(1, Ordering::SeqCst) {
+                    0 => Err(Error::new(ErrorKind::RateLimited, "429 report-me")
+                        .with_retry_after(Some(Duration::from_secs(1)))),
+                    1 => Err(Error::new(ErrorKind::Transient, "503 report-me")
+                        .with_retry_after(Some(Duration::from_secs(30)))),
+                    _ => Ok(()),
+                }
+            })
+            .await;
+        assert!(r.is_ok());
+        let retries = seen.retries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let mine: Vec<_> = retries.iter().filter(|r| r.reason.ends_with("report-me")).collect();
+        assert_eq!(mine.len(), 2, "{retries:?}");
+        assert_eq!((mine[0].attempt, mine[0].max_attempts), (1, 4));
+        assert_eq!(mine[0].reason, "429 report-me");
+        assert_eq!(mine[0].wait, Duration::from_secs(1), "Retry-After honoured");
+        assert_eq!(mine[0].retry_after, Some(Duration::from_secs(1)));
+        assert_eq!(mine[1].attempt, 2);
+        assert_eq!(mine[1].wait, Duration::from_secs(2), "Retry-After 30s cut to max_delay");
+        assert_eq!(mine[1].retry_after, Some(Duration::from_secs(30)));
     }
 
     #[test]

@@ -30,7 +30,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shipit_core::http::{Scrubber, retry, without_userinfo};
+use shipit_core::http::{Observed, Scrubber, retry, without_userinfo};
 use shipit_core::retry::RetryPolicy;
 
 use crate::error::{FlyError, parse_error};
@@ -504,6 +504,7 @@ impl FlyClient {
         auth.set_sensitive(true);
         let url = format!("{}{}", inner.base, call.path);
         let stop_on_401 = call.stop_on_401;
+        let watch = Observed::start(call.method.as_str(), &url);
         let mut rb = inner
             .http
             .request(call.method, url)
@@ -516,10 +517,23 @@ impl FlyClient {
             rb = rb.json(body);
         }
         let network = |source| FlyError::network(source, scrubber);
-        let resp = rb.send().await.map_err(network)?;
+        let resp = match rb.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                watch.failed(&e);
+                return Err(network(e));
+            }
+        };
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(network)?;
+        let body = match resp.bytes().await {
+            Ok(body) => body,
+            Err(e) => {
+                watch.failed(&e);
+                return Err(network(e));
+            }
+        };
+        watch.status(status.as_u16(), status.canonical_reason());
         if status.is_success() {
             return Ok(body.to_vec());
         }

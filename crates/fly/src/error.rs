@@ -80,7 +80,7 @@ pub enum FlyError {
     /// The request did not complete (connection refused, reset, timed out).
     #[error("Fly API request failed: {message}{}", attempts.map(|a| format!(" ({a})")).unwrap_or_default())]
     Network {
-        /// The transport error's message, scrubbed (it quotes the URL).
+        /// The root cause, briefly, scrubbed (`cannot reach api.machines.dev: connection refused`).
         message: String,
         /// The transport error.
         #[source]
@@ -111,8 +111,10 @@ pub enum FlyError {
 
 impl FlyError {
     /// A transport error, its message (which quotes the URL) scrubbed.
+    /// The message names the root cause (`cannot reach api.machines.dev: connection refused`).
     pub(crate) fn network(source: reqwest::Error, scrubber: &Scrubber) -> Self {
-        FlyError::Network { message: scrubber.scrub(&source.to_string()), source, attempts: None }
+        let message = scrubber.scrub(&http::transport_message(&host_of(&source), &source));
+        FlyError::Network { message, source, attempts: None }
     }
 
     /// This error with every text in it scrubbed: for messages built from what Fly answered
@@ -193,6 +195,10 @@ impl RetryableError for FlyError {
         FlyError::retry_after(self)
     }
 
+    fn retry_reason(&self) -> String {
+        self.to_string()
+    }
+
     fn with_attempts(mut self, attempts: Attempts) -> Self {
         match &mut self {
             Self::Unauthorized { message, .. }
@@ -220,7 +226,7 @@ impl From<FlyError> for shipit_core::Error {
 /// message goes through `scrubber` (the token, and the secret values of the call).
 pub fn parse_error(status: StatusCode, headers: &HeaderMap, body: &[u8], scrubber: &Scrubber) -> FlyError {
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    let message = error_message(json.as_ref(), body, status, scrubber);
+    let message = error_message(body, status, scrubber);
     let retry_after = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok());
     let retry_after = http::retry_after(retry_after, SystemTime::now(), http::MAX_WAIT);
     match status.as_u16() {
@@ -234,19 +240,25 @@ pub fn parse_error(status: StatusCode, headers: &HeaderMap, body: &[u8], scrubbe
     }
 }
 
-/// Fly's `{"error": "..."}`, else the body's text: scrubbed and shortened.
-fn error_message(json: Option<&serde_json::Value>, body: &[u8], status: StatusCode, scrubber: &Scrubber) -> String {
-    let from_json = json.and_then(|j| {
-        j.get("error")
-            .or_else(|| j.get("message"))
-            .or_else(|| j.get("data").and_then(|d| d.get("error")))
-            .and_then(|v| v.as_str())
-    });
-    let text = match from_json {
-        Some(text) => scrubber.error_text(text, MESSAGE_CHARS),
-        None => scrubber.error_body(body, MESSAGE_CHARS),
-    };
+/// Where Fly puts its message: `ErrorResponse.error` in the Machines API's OpenAPI spec,
+/// `message` on some endpoints, `data.error` in the `{"status","data"}` envelope of leases.
+const ERROR_FIELDS: &[&str] = &["/error", "/message", "/data/error"];
+
+/// Fly's message in one line ([`Scrubber::error_summary`]: an HTML page gives its title),
+/// scrubbed and shortened; the status's reason when the body says nothing.
+fn error_message(body: &[u8], status: StatusCode, scrubber: &Scrubber) -> String {
+    let text = scrubber.error_summary(body, ERROR_FIELDS, MESSAGE_CHARS);
     if text.is_empty() { status.canonical_reason().unwrap_or("no details").to_string() } else { text }
+}
+
+/// `host[:port]` of the URL a transport error is about.
+fn host_of(e: &reqwest::Error) -> String {
+    let url = e.url();
+    let host = url.and_then(|u| u.host_str()).unwrap_or("the Fly API");
+    match url.and_then(|u| u.port()) {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
 }
 
 /// The lease owner from a 409 body: `owner` (bare or under `data`), else "held by X" in the text.
@@ -341,6 +353,17 @@ mod tests {
             e.scrubbed(&scrubber).to_string(),
             "unexpected response from Fly (lease): invalid type: string \"***\""
         );
+    }
+
+    #[test]
+    fn html_and_odd_bodies_are_one_line() {
+        let page = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad \
+                    Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+        assert_eq!(parse(502, page).to_string(), "Fly API error 502: 502 Bad Gateway");
+        let lease = r#"{"status":"error","data":{"error":"lease expired"}}"#;
+        assert_eq!(parse(409, lease).to_string(), "conflict: lease expired");
+        assert_eq!(parse(500, "oops\n\nstack trace\n  at x").to_string(), "Fly API error 500: oops stack trace at x");
+        assert_eq!(parse(503, "").to_string(), "Fly API error 503: Service Unavailable");
     }
 
     #[test]

@@ -43,6 +43,7 @@
 //! keyring, after `shipit login fly`; this crate knows no keyring). With no token, `render` and
 //! `describe_deploy` still work and each API call fails before sending anything.
 
+pub mod check;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -52,6 +53,7 @@ mod ips;
 mod leases;
 pub mod machine;
 pub mod platform;
+pub mod regions;
 pub mod render;
 mod restore;
 mod rollout;

@@ -37,6 +37,9 @@ pub struct FlyPlatform {
     pub(crate) lease_ttl: Duration,
     /// Secrets version per app after `sync_secrets`, sent as `min_secrets_version`.
     secrets_versions: Mutex<HashMap<String, u64>>,
+    /// Secret values offered before a deploy: an app that runs no machine yet gets the ones it
+    /// lacks before its first machine is created, so that machine starts with them.
+    offered: Mutex<BTreeMap<String, SecretString>>,
 }
 
 impl std::fmt::Debug for FlyPlatform {
@@ -142,7 +145,42 @@ impl FlyPlatform {
             poll_interval: config.poll_interval,
             lease_ttl: config.lease_ttl,
             secrets_versions: Mutex::new(HashMap::new()),
+            offered: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Before an app's first machine: sets the offered values of the secrets `service` needs
+    /// that the app lacks (as `secrets sync` would), and remembers the new secrets version.
+    async fn first_secrets(&self, app: &str, service: &Service, events: &shipit_core::Events) -> Result<(), Error> {
+        let offered = self.offered.lock().map(|o| o.clone()).unwrap_or_default();
+        let needed = self.required_secrets(service);
+        let wanted: Vec<&String> = needed.iter().filter(|n| offered.contains_key(n.as_str())).collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let on_app = self.client.list_secrets(app).await.map_err(Error::from)?;
+        let values: Vec<(String, SecretString)> = wanted
+            .into_iter()
+            .filter(|n| !on_app.contains(n))
+            .filter_map(|n| offered.get(n.as_str()).map(|v| (n.clone(), v.clone())))
+            .collect();
+        if values.is_empty() {
+            return Ok(());
+        }
+        let set = self
+            .client
+            .set_secrets(app, &values)
+            .await
+            .map_err(|e| Error::from(e).context(format!("setting secrets on {app}")))?;
+        if let (Some(v), Ok(mut map)) = (set.version, self.secrets_versions.lock()) {
+            map.insert(app.to_string(), v);
+        }
+        let names: Vec<&str> = values.iter().map(|(k, _)| k.as_str()).collect();
+        events.step(
+            &service.name,
+            format!("set {} on {app} from the environment before its first machine", names.join(", ")),
+        );
+        Ok(())
     }
 
     /// A builder: token, base URL, polling, retries, lease TTL.
@@ -213,6 +251,9 @@ impl FlyPlatform {
             ips::ensure_public(&self.client, app, svc, &req.events).await;
         }
         let machines = app_machines(&self.client, app).await?;
+        if machines.is_empty() {
+            self.first_secrets(app, service, &req.events).await?;
+        }
         let failed = restore::failed_list(&machines, None);
         let meta = ReleaseMeta { id: &req.release.id, git_sha: req.release.git_sha.as_deref(), failed };
         let config = machine::machine_config(req.target, service, req.image.image(), &meta)?;
@@ -221,7 +262,12 @@ impl FlyPlatform {
             exact: BTreeMap::new(),
             per_region: Some((regions, per_region(service))),
             digest: req.digest().to_string(),
+            restart: req.restart,
         };
+        if req.restart && !machines.is_empty() {
+            req.events
+                .step(svc, "--restart: every machine is updated, so it starts with the app's secrets as they are now");
+        }
         let created = rollout::run(job, &desired, Some(point), &machines).await?;
         Ok(Deployed::new(svc, req.digest(), job.touched(), machines.len() + created))
     }
@@ -244,7 +290,13 @@ impl FlyPlatform {
         let failed = restore::failed_list(&machines, req.reason.failed_release().map(|r| r.id.as_str()));
         let exact =
             restore::configs(point).into_iter().map(|(id, c)| (id, restore::with_failed(&c, &failed))).collect();
-        let desired = Desired { config: restore::with_failed(&fallback, &failed), exact, per_region: None, digest };
+        let desired = Desired {
+            config: restore::with_failed(&fallback, &failed),
+            exact,
+            per_region: None,
+            digest,
+            restart: false,
+        };
         rollout::run(job, &desired, None, &machines).await?;
         Ok(Deployed::new(svc, desired.digest.clone(), job.touched(), machines.len()))
     }
@@ -274,6 +326,12 @@ impl Platform for FlyPlatform {
 
     fn render(&self, app: &App, env: &str) -> Result<Vec<RenderedFile>, RenderError> {
         crate::render(app, env)
+    }
+
+    fn offer_secrets(&self, values: Vec<(String, SecretString)>) {
+        if let Ok(mut offered) = self.offered.lock() {
+            offered.extend(values);
+        }
     }
 
     fn required_secrets(&self, service: &Service) -> Vec<String> {
@@ -522,6 +580,10 @@ impl Platform for FlyPlatform {
         st.release = common(machines.iter().map(|m| m.metadata(META_RELEASE).map(str::to_string)));
         st.git_sha = common(machines.iter().map(|m| m.metadata(machine::META_GIT_SHA).map(str::to_string)));
         st.image = common(machines.iter().map(|m| image_of(&m.config).map(str::to_string)));
+        // A service with a port is an http_service: Fly serves it at the app's fly.dev name.
+        if service.port.is_some() {
+            st.url = Some(format!("https://{}.fly.dev", st.platform_name));
+        }
         st.instances = machines
             .iter()
             .map(|m| {

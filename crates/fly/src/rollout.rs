@@ -123,6 +123,9 @@ pub(crate) struct Desired {
     pub per_region: Option<(Vec<String>, usize)>,
     /// The digest it makes live.
     pub digest: String,
+    /// Update every machine even when it already runs this config (`--restart`): an update
+    /// restarts a machine, which then reads the app's secrets as they are now.
+    pub restart: bool,
 }
 
 impl Desired {
@@ -137,7 +140,7 @@ impl Desired {
     /// Whether `m` already runs what it should (image and settings; which release id says so
     /// does not matter: redeploying what runs changes nothing).
     fn satisfied(&self, m: &Machine) -> bool {
-        machine::same_settings(&self.for_machine(m), &m.config)
+        !self.restart && machine::same_settings(&self.for_machine(m), &m.config)
     }
 
     fn missing(&self, machines: &[Machine]) -> Vec<(String, usize)> {

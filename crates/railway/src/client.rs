@@ -28,7 +28,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use shipit_core::http::{Scrubber, retry, without_userinfo};
+use shipit_core::http::{Observed, Scrubber, retry, without_userinfo};
 use shipit_core::retry::RetryPolicy;
 
 use crate::config::{API_TOKEN_ENV, RailwayToken};
@@ -190,6 +190,26 @@ pub mod ops {
         variables_derives = "Debug, Clone, Deserialize"
     )]
     pub struct VariableDelete;
+
+    /// `Domains.graphql`.
+    #[derive(GraphQLQuery)]
+    #[graphql(
+        schema_path = "graphql/schema.graphql",
+        query_path = "graphql/operations/Domains.graphql",
+        response_derives = "Debug, Clone, Serialize",
+        variables_derives = "Debug, Clone, Deserialize"
+    )]
+    pub struct Domains;
+
+    /// `ServiceDomainCreate.graphql`.
+    #[derive(GraphQLQuery)]
+    #[graphql(
+        schema_path = "graphql/schema.graphql",
+        query_path = "graphql/operations/ServiceDomainCreate.graphql",
+        response_derives = "Debug, Clone, Serialize",
+        variables_derives = "Debug, Clone, Deserialize"
+    )]
+    pub struct ServiceDomainCreate;
 }
 
 /// An id and a name (an environment, a service, a project).
@@ -352,9 +372,40 @@ pub struct InstanceInfo {
     /// What serves now.
     #[serde(default)]
     pub active_deployments: Vec<DeploymentInfo>,
+    /// Its public domains.
+    #[serde(default)]
+    pub domains: Option<Domains>,
     /// `serviceInstanceLimits` (asked in the same request).
     #[serde(skip)]
     pub limits: Value,
+}
+
+/// A service instance's public domains: Railway's (`*.up.railway.app`) and custom ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Domains {
+    /// Domains Railway generated.
+    #[serde(default)]
+    pub service_domains: Vec<DomainName>,
+    /// Domains the user added.
+    #[serde(default)]
+    pub custom_domains: Vec<DomainName>,
+}
+
+/// One domain name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct DomainName {
+    /// The host name.
+    pub domain: String,
+}
+
+impl Domains {
+    /// The public address: a custom domain first, else Railway's own.
+    pub fn first(&self) -> Option<&str> {
+        self.custom_domains.iter().chain(&self.service_domains).next().map(|d| d.domain.as_str())
+    }
 }
 
 impl InstanceInfo {
@@ -556,6 +607,7 @@ impl RailwayClient {
         };
         let env = inner.token_origin.unwrap_or_else(|| token.env_var());
         let bad_header = || RailwayError::Config(format!("the token in {env} has characters not allowed in a header"));
+        let watch = Observed::start("POST", &inner.url).note(operation);
         let mut rb = inner.http.post(&inner.url).timeout(inner.timeout).json(body);
         match token {
             RailwayToken::Project(t) => {
@@ -572,7 +624,13 @@ impl RailwayClient {
         }
         inner.sent.fetch_add(1, Ordering::Relaxed);
         let network = |source| RailwayError::network(source, scrubber);
-        let resp = rb.send().await.map_err(network)?;
+        let resp = match rb.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                watch.failed(&e);
+                return Err(network(e));
+            }
+        };
         let status = resp.status();
         let headers = resp.headers().clone();
         if let Some(n) = headers
@@ -582,7 +640,14 @@ impl RailwayClient {
         {
             inner.remaining.store(n, Ordering::Relaxed);
         }
-        let bytes = resp.bytes().await.map_err(network)?;
+        let bytes = match resp.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                watch.failed(&e);
+                return Err(network(e));
+            }
+        };
+        watch.status(status.as_u16(), status.canonical_reason());
         if !status.is_success() {
             let e = parse_error(status, &headers, &bytes, env, scrubber);
             if matches!(e, RailwayError::Unauthorized { .. }) {
@@ -844,6 +909,39 @@ impl RailwayClient {
             name: name.to_string(),
         };
         self.run::<ops::VariableDelete>(vars, Mode::Idempotent, None).await.map(|_| ())
+    }
+
+    /// A service's public domains in one environment.
+    pub async fn domains(
+        &self,
+        project_id: &str,
+        environment_id: &str,
+        service_id: &str,
+    ) -> Result<Domains, RailwayError> {
+        let vars = ops::domains::Variables {
+            project_id: project_id.to_string(),
+            environment_id: environment_id.to_string(),
+            service_id: service_id.to_string(),
+        };
+        let d = self.run::<ops::Domains>(vars, Mode::Idempotent, None).await?;
+        via_json("Domains", &d.domains)
+    }
+
+    /// Creates a Railway-generated domain routed to `target_port`; answers its host name. Sent
+    /// once: after an ambiguous failure the caller looks ([`Self::domains`]) before sending again.
+    pub async fn service_domain_create(
+        &self,
+        service_id: &str,
+        environment_id: &str,
+        target_port: u16,
+    ) -> Result<String, RailwayError> {
+        let input = ops::service_domain_create::ServiceDomainCreateInput {
+            environment_id: environment_id.to_string(),
+            service_id: service_id.to_string(),
+            target_port: Some(i64::from(target_port)),
+        };
+        let vars = ops::service_domain_create::Variables { input };
+        Ok(self.run::<ops::ServiceDomainCreate>(vars, Mode::Once, None).await?.service_domain_create.domain)
     }
 }
 

@@ -69,7 +69,7 @@ pub enum RailwayError {
     /// The request did not complete (connection refused, reset, timed out, body cut short).
     #[error("Railway API request failed: {message}{}", attempts.map(|a| format!(" ({a})")).unwrap_or_default())]
     Network {
-        /// The transport error's message, scrubbed.
+        /// The root cause, briefly, scrubbed (`cannot reach backboard.railway.com: connection refused`).
         message: String,
         /// The transport error.
         #[source]
@@ -108,8 +108,13 @@ pub enum RailwayError {
 
 impl RailwayError {
     /// A transport error, its message (which quotes the URL) scrubbed.
+    /// The message names the root cause (`cannot reach backboard.railway.com: connection refused`).
     pub(crate) fn network(source: reqwest::Error, scrubber: &Scrubber) -> Self {
-        RailwayError::Network { message: scrubber.scrub(&source.to_string()), source, attempts: None }
+        let url = source.url();
+        let host = url.and_then(|u| u.host_str()).unwrap_or("the Railway API");
+        let host = url.and_then(|u| u.port()).map_or_else(|| host.to_string(), |port| format!("{host}:{port}"));
+        let message = scrubber.scrub(&http::transport_message(&host, &source));
+        RailwayError::Network { message, source, attempts: None }
     }
 
     /// The shared kind, which drives retries and exit codes.
@@ -152,6 +157,10 @@ impl RetryableError for RailwayError {
         RailwayError::retry_after(self)
     }
 
+    fn retry_reason(&self) -> String {
+        self.to_string()
+    }
+
     fn with_attempts(mut self, attempts: Attempts) -> Self {
         match &mut self {
             Self::Unauthorized { message, .. }
@@ -181,7 +190,8 @@ fn wait_of(headers: &HeaderMap) -> Option<Duration> {
         .or_else(|| http::rate_limit_reset(header("x-ratelimit-reset"), SystemTime::now(), http::MAX_WAIT))
 }
 
-/// Maps a non-2xx answer to a [`RailwayError`]. A body with `errors[]` gives the message.
+/// Maps a non-2xx answer to a [`RailwayError`]. A body with `errors[]` gives the message; any
+/// other body is summarised in one line (an HTML page by its title).
 pub fn parse_error(
     status: StatusCode,
     headers: &HeaderMap,
@@ -189,12 +199,7 @@ pub fn parse_error(
     env: &'static str,
     scrubber: &Scrubber,
 ) -> RailwayError {
-    let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    let from_json = json.as_ref().and_then(first_message);
-    let text = match from_json {
-        Some(t) => scrubber.error_text(&t, MESSAGE_CHARS),
-        None => scrubber.error_body(body, MESSAGE_CHARS),
-    };
+    let text = scrubber.error_summary(body, ERROR_FIELDS, MESSAGE_CHARS);
     let message = if text.is_empty() { status.canonical_reason().unwrap_or("no details").to_string() } else { text };
     match status.as_u16() {
         401 | 403 => RailwayError::Unauthorized { env, message },
@@ -205,12 +210,9 @@ pub fn parse_error(
     }
 }
 
-/// The first `errors[].message` of a GraphQL answer.
-fn first_message(v: &serde_json::Value) -> Option<String> {
-    let errors = v.get("errors")?.as_array()?;
-    let msgs: Vec<&str> = errors.iter().filter_map(|e| e.get("message").and_then(|m| m.as_str())).collect();
-    (!msgs.is_empty()).then(|| msgs.join("; "))
-}
+/// Where Railway puts its message: GraphQL's `errors[].message` (all of them, joined), and
+/// `message`/`error` from the gateway in front of it.
+const ERROR_FIELDS: &[&str] = &["/errors", "/message", "/error"];
 
 /// Maps the `errors[]` of an HTTP 200 answer to `operation` to a [`RailwayError`].
 pub fn graphql_error(operation: &str, messages: &[String], env: &'static str, scrubber: &Scrubber) -> RailwayError {
@@ -253,6 +255,19 @@ mod tests {
             gql("Invalid region eu-mars1").to_string(),
             "Railway refused ServiceInstanceUpdate: Invalid region eu-mars1"
         );
+    }
+
+    #[test]
+    fn error_bodies_are_one_line() {
+        let parse = |status, body: &str| {
+            parse_error(status, &HeaderMap::new(), body.as_bytes(), "RAILWAY_TOKEN", &Scrubber::new()).to_string()
+        };
+        let page = "<!DOCTYPE html>\n<html>\n<head>\n<title>railway.com | 502: Bad gateway</title>\n</head>\n\
+                    <body><h1>Bad gateway</h1>\n<p>Error code 502</p></body>\n</html>";
+        assert_eq!(parse(StatusCode::BAD_GATEWAY, page), "Railway API error 502: railway.com | 502: Bad gateway");
+        let two = r#"{"errors":[{"message":"Problem processing request"},{"message":"try again"}]}"#;
+        assert_eq!(parse(StatusCode::BAD_REQUEST, two), "Railway API error 400: Problem processing request; try again");
+        assert_eq!(parse(StatusCode::SERVICE_UNAVAILABLE, ""), "Railway API error 503: Service Unavailable");
     }
 
     #[test]

@@ -45,10 +45,12 @@
 //! `describe_deploy` still work and each API call fails before sending anything.
 //! `docs/platforms/railway.md` lists the request sequence of a deploy.
 
+pub mod check;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod platform;
+pub mod regions;
 pub mod render;
 mod rollout;
 mod scope;

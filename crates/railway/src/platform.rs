@@ -72,6 +72,9 @@ struct State {
     /// shipit's bookkeeping variables, as they were.
     #[serde(default)]
     variables: BTreeMap<String, Option<String>>,
+    /// Whether the instance had a public domain (custom or Railway's).
+    #[serde(default)]
+    has_domain: bool,
 }
 
 fn state_of(point: &RestorePoint) -> Option<State> {
@@ -306,6 +309,7 @@ impl RailwayPlatform {
             live_replicas: live.map_or(0, |d| d.instances.len()),
             latest_id: info.latest_deployment.as_ref().map(|d| d.id.clone()),
             variables,
+            has_domain: info.domains.as_ref().is_some_and(|d| d.first().is_some()),
         };
         let state = serde_json::to_value(&state).map_err(|e| Error::new(ErrorKind::Other, e.to_string()))?;
         Ok(RestorePoint::new(&service.name, release, state))
@@ -422,7 +426,8 @@ impl RailwayPlatform {
         let empty = BTreeMap::new();
         let live_vars = state.as_ref().map_or(&empty, |s| &s.variables);
         let vars = variable_plan(&settings, live_vars);
-        if let Some(s) = &state
+        // `--restart` deploys what runs all the same: Railway applies variables at a deployment.
+        if let Some(s) = state.as_ref().filter(|_| !req.restart)
             && s.input == desired
             && s.live_digest.as_deref() == Some(req.digest())
             && same_limits(&limits, &s.limits)
@@ -432,6 +437,11 @@ impl RailwayPlatform {
                 && s.variables.get(SECRETS_PENDING).and_then(Option::as_deref) == s.live_id.as_deref())
         {
             req.events.step(svc, format!("already runs {} with these settings: nothing to do", req.digest()));
+            if let Some(port) = service.port
+                && !s.has_domain
+            {
+                self.ensure_domain(&scope, &service_id, &name, port, &req.events, svc).await;
+            }
             return Ok(Deployed::new(svc, req.digest(), false, s.live_replicas));
         }
         touched.store(true, Ordering::SeqCst);
@@ -462,6 +472,12 @@ impl RailwayPlatform {
         if req.cancel.is_cancelled() {
             self.settle_after_stop(&scope, &service_id, state.as_ref(), &req.events, svc).await;
             return Err(Error::new(ErrorKind::Cancelled, "cancelled before the deployment started"));
+        }
+        // Before the deployment, so it starts with `RAILWAY_PUBLIC_DOMAIN` set.
+        if let Some(port) = service.port
+            && !state.as_ref().is_some_and(|s| s.has_domain)
+        {
+            self.ensure_domain(&scope, &service_id, &name, port, &req.events, svc).await;
         }
         let latest = state.as_ref().and_then(|s| s.latest_id.clone());
         let d = self.deployment(
@@ -501,9 +517,62 @@ impl RailwayPlatform {
         Ok(Deployed::new(svc, req.digest(), true, replicas))
     }
 
-    /// After Ctrl-C / SIGTERM (the engine restores nothing then): the deployment was cancelled
-    /// and the earlier one still serves, so the source and settings go back to it too, leaving
-    /// the service on a known image. Best effort, bounded.
+    /// Gives a web service without a public domain Railway's own (`serviceDomainCreate`, routed
+    /// to `port`). The domains are looked up first, so a retry or a second deploy never makes a
+    /// second one; a custom or Railway domain is left alone. Never fails the deploy: a refusal
+    /// (or any failure) is a warning naming the `railway domain` command to run.
+    async fn ensure_domain(
+        &self,
+        scope: &Scope,
+        service_id: &str,
+        name: &str,
+        port: u16,
+        events: &shipit_core::Events,
+        svc: &str,
+    ) {
+        let (project, env) = (&scope.project.id, &scope.environment.id);
+        let command = format!(
+            "railway domain --project {} --environment {} --service {name} --port {port}",
+            scope.project.id, scope.environment.name
+        );
+        let warn = |what: &str, e: &RailwayError| {
+            events.warn(
+                Some(svc),
+                format!("{name} has no public domain: {what} failed ({e}). Run `{command}` to give it one"),
+            );
+        };
+        let found = match self.client.domains(project, env, service_id).await {
+            Ok(d) => d.first().map(str::to_string),
+            Err(e) => return warn("reading its domains", &e),
+        };
+        if let Some(d) = found {
+            events.step(svc, format!("{name} is served at https://{d}"));
+            return;
+        }
+        events.step(svc, format!("giving {name} a Railway domain (port {port})"));
+        let created = match self.client.service_domain_create(service_id, env, port).await {
+            Ok(d) => Ok(d),
+            Err(e) if e.may_have_applied() => {
+                // The answer was lost: look before sending again.
+                match self.client.domains(project, env, service_id).await {
+                    Ok(d) => match d.first() {
+                        Some(d) => Ok(d.to_string()),
+                        None => self.client.service_domain_create(service_id, env, port).await,
+                    },
+                    Err(_) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match created {
+            Ok(d) => events.step(svc, format!("{name} is served at https://{d}")),
+            Err(e) => warn("creating one", &e),
+        }
+    }
+
+    /// After Ctrl-C / SIGTERM: the deployment was cancelled and the earlier one still serves, so
+    /// the source and settings go back to it at once (the engine's `restore` follows, which then
+    /// finds the earlier deployment serving). Best effort, bounded.
     async fn settle_after_stop(
         &self,
         scope: &Scope,
@@ -687,6 +756,21 @@ impl Platform for RailwayPlatform {
                 .body(json!({ "name": "{name}" }))
                 .when(format!("for each variable in {OWNED_VARIABLES} the manifest no longer declares")),
         );
+        if let Some(port) = service.port {
+            let when = format!("the service has a port ({port}), so it needs a public domain:");
+            out.push(
+                call("Domains")
+                    .body(json!({ "projectId": "{projectId}", "environmentId": "{environmentId}", "serviceId": "{serviceId}" }))
+                    .when(when.clone())
+                    .note("only if ServiceInstance showed no domain: looked up right before creating one"),
+            );
+            out.push(
+                call("ServiceDomainCreate")
+                    .body(json!({ "input": { "serviceId": "{serviceId}", "environmentId": "{environmentId}", "targetPort": port } }))
+                    .when(when)
+                    .note("only if it has no custom or Railway domain; a refusal is a warning naming `railway domain`"),
+            );
+        }
         out.push(
             call("ServiceInstanceDeployV2")
                 .body(json!({ "serviceId": "{serviceId}", "environmentId": "{environmentId}", "commitSha": "<git sha, when known>" }))
@@ -857,6 +941,12 @@ impl Platform for RailwayPlatform {
         };
         let mut st = ServiceStatus::missing(&service.name, name);
         st.exists = true;
+        // A web service's public address: a custom domain first, else Railway's own.
+        if service.port.is_some()
+            && let Some(d) = &info.domains
+        {
+            st.url = d.first().map(|d| format!("https://{d}"));
+        }
         if let Some(live) = info.live() {
             st.digest = live.digest();
             st.release = Some(live.id.clone());

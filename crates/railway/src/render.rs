@@ -9,14 +9,10 @@ use shipit_core::{
     RestartKind, Service,
 };
 
-/// Railway's regions, as its API spells them.
-pub const REGIONS: &[&str] = &["us-west2", "us-east4-eqdc4a", "europe-west4-drams3a", "asia-southeast1-eqsg3a"];
+pub use crate::regions::{DEFAULT_REGION, REGIONS};
 
 /// Railway's own default healthcheck window, in seconds.
 pub const RAILWAY_DEFAULT_HEALTHCHECK_TIMEOUT: u64 = 300;
-/// Railway's default region, used when neither the environment nor `[targets.railway] region`
-/// names one.
-pub const DEFAULT_REGION: &str = "us-west2";
 /// Railway's default restart policy retries.
 pub const DEFAULT_RESTART_RETRIES: u32 = 10;
 

@@ -350,3 +350,24 @@ async fn strategies_are_refused_before_any_request() {
     assert_eq!(w.fake.request_count(), 0);
     assert!(p.capabilities().strategies.is_empty());
 }
+
+/// A web service's URL comes from its domains (a custom one first, else Railway's): the first
+/// deploy gives it Railway's own; a worker has none. (`domains.rs` has the rest.)
+#[tokio::test]
+async fn the_summary_has_each_web_services_domain_as_its_url() {
+    let w = World::new().await;
+    let app = full();
+    w.fake.seed_database(&w.project, "Postgres", "ghcr.io/railwayapp-templates/postgres-ssl:16");
+    let p = w.platform();
+    let s = deploy(&p, &app, &["api", "worker"], "v1").await;
+    assert_eq!(s.outcome, Outcome::Succeeded, "{s:?}");
+    let api = w.service("api");
+    let made = w.fake.domains(&w.project, &w.staging, &api);
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(report(&s, "api").url, Some(format!("https://{}", made[0].domain)), "Railway's domain");
+    assert_eq!(report(&s, "worker").url, None, "a worker has no URL");
+    assert!(w.fake.seed_domain(&w.project, &w.staging, &api, "api.example.com", true));
+    let t = target(&app, "staging");
+    let st = p.status(t, t.env.services.get("api").unwrap()).await.unwrap();
+    assert_eq!(st.url.as_deref(), Some("https://api.example.com"), "a custom domain first");
+}

@@ -22,7 +22,7 @@ use reqwest::{Method, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use shipit_core::ImageRef;
-use shipit_core::http::{self, Scrubber, retry};
+use shipit_core::http::{self, Observed, Scrubber, retry};
 use url::Url;
 
 use crate::auth::{Auth, Challenge, TokenCache, challenge};
@@ -527,9 +527,16 @@ impl RegistryClient {
         let url = request.url().to_string();
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
         target.requests.fetch_add(1, Ordering::Relaxed);
-        let response =
-            self.inner.http.execute(request).await.map_err(|e| self.network_error(&url, &target.registry, e))?;
+        let watch = Observed::start(request.method().as_str(), &url);
+        let response = match self.inner.http.execute(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                watch.failed(&e);
+                return Err(self.network_error(&url, &target.registry, e));
+            }
+        };
         let status = response.status();
+        watch.status(status.as_u16(), status.canonical_reason());
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             return Err(self.error_from(target, response, auth).await);
         }
@@ -591,14 +598,12 @@ impl RegistryClient {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        let mut detail = if from_json.is_empty() {
-            scrubber.error_body(body, DETAIL_CHARS)
+        // Not the registry's JSON: one line of it (an HTML error page gives its title).
+        let detail = if from_json.is_empty() {
+            scrubber.error_summary(body, &["/message", "/error"], DETAIL_CHARS)
         } else {
             scrubber.error_text(&from_json, DETAIL_CHARS)
         };
-        if detail.starts_with('<') {
-            detail = String::new(); // an HTML error page says nothing useful
-        }
         let retry_after = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok());
         let retry_after = http::retry_after(retry_after, SystemTime::now(), http::MAX_WAIT);
         let unknown = codes.iter().any(|c| matches!(*c, "MANIFEST_UNKNOWN" | "NAME_UNKNOWN" | "BLOB_UNKNOWN"));
@@ -680,6 +685,8 @@ impl RegistryClient {
             let host = Url::parse(url).map(|u| host_port(&u)).unwrap_or_else(|_| registry.to_string());
             return RegistryError::Tls { host, url: url.to_string(), cause, source };
         }
+        // The root cause in a few words (`connection refused`); `-v` shows the whole chain.
+        let cause = self.scrub(&http::brief_cause(&source));
         RegistryError::Network { url: url.to_string(), cause, source }
     }
 }
@@ -744,6 +751,9 @@ mod tests {
         let RegistryError::Server { detail, .. } = parse(502, HeaderMap::new(), long.as_bytes()) else { panic!() };
         assert_eq!(detail.chars().count(), DETAIL_CHARS + 1);
         let html = parse(502, HeaderMap::new(), b"<html><body>Bad gateway</body></html>");
-        assert_eq!(html.to_string(), "ghcr.io answered 502");
+        assert_eq!(html.to_string(), "ghcr.io answered 502 (HTML error page (37 bytes))");
+        let page = b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad \
+                     Gateway</h1></center>\r\n</body>\r\n</html>\r\n";
+        assert_eq!(parse(502, HeaderMap::new(), page).to_string(), "ghcr.io answered 502 (502 Bad Gateway)");
     }
 }

@@ -67,7 +67,7 @@ pub enum RegistryError {
     Network {
         /// The URL (never carries credentials).
         url: String,
-        /// The chain of causes, joined.
+        /// The root cause, briefly (`connection refused`).
         cause: String,
         /// The underlying error.
         #[source]
@@ -264,6 +264,10 @@ impl RetryableError for RegistryError {
 
     fn retry_after(&self) -> Option<Duration> {
         RegistryError::retry_after(self)
+    }
+
+    fn retry_reason(&self) -> String {
+        self.to_string()
     }
 
     /// Notes the attempts in the detail (or the cause), where the message already says what

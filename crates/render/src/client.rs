@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use shipit_core::http::{Scrubber, retry, without_userinfo};
+use shipit_core::http::{Observed, Scrubber, retry, without_userinfo};
 use shipit_core::retry::RetryPolicy;
 
 use crate::error::{RenderApiError, parse_error};
@@ -298,6 +298,7 @@ impl RenderClient {
         if !call.query.is_empty() {
             url.query_pairs_mut().extend_pairs(call.query.iter());
         }
+        let watch = Observed::start(call.method.as_str(), url.as_str());
         let mut rb = inner
             .http
             .request(call.method.clone(), url)
@@ -309,10 +310,23 @@ impl RenderClient {
         }
         inner.sent.fetch_add(1, Ordering::Relaxed);
         let network = |source| RenderApiError::network(source, scrubber);
-        let resp = rb.send().await.map_err(network)?;
+        let resp = match rb.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                watch.failed(&e);
+                return Err(network(e));
+            }
+        };
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(network)?;
+        let body = match resp.bytes().await {
+            Ok(body) => body,
+            Err(e) => {
+                watch.failed(&e);
+                return Err(network(e));
+            }
+        };
+        watch.status(status.as_u16(), status.canonical_reason());
         if status.is_success() {
             return Ok((status.as_u16(), body.to_vec()));
         }

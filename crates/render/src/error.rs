@@ -73,7 +73,7 @@ pub enum RenderApiError {
     /// The request did not complete.
     #[error("Render API request failed: {message}{}", attempts.map(|a| format!(" ({a})")).unwrap_or_default())]
     Network {
-        /// The transport error's message, scrubbed.
+        /// The root cause, briefly, scrubbed (`cannot reach api.render.com: connection refused`).
         message: String,
         /// The transport error.
         #[source]
@@ -103,8 +103,14 @@ pub enum RenderApiError {
 }
 
 impl RenderApiError {
+    /// A transport error; the message names the root cause
+    /// (`cannot reach api.render.com: connection refused`).
     pub(crate) fn network(source: reqwest::Error, scrubber: &Scrubber) -> Self {
-        Self::Network { message: scrubber.scrub(&source.to_string()), source, attempts: None }
+        let url = source.url();
+        let host = url.and_then(|u| u.host_str()).unwrap_or("the Render API");
+        let host = url.and_then(|u| u.port()).map_or_else(|| host.to_string(), |port| format!("{host}:{port}"));
+        let message = scrubber.scrub(&http::transport_message(&host, &source));
+        Self::Network { message, source, attempts: None }
     }
 
     /// The shared kind.
@@ -143,6 +149,10 @@ impl RetryableError for RenderApiError {
         RenderApiError::retry_after(self)
     }
 
+    fn retry_reason(&self) -> String {
+        self.to_string()
+    }
+
     fn with_attempts(mut self, attempts: Attempts) -> Self {
         match &mut self {
             Self::Unauthorized { message, .. }
@@ -172,13 +182,13 @@ pub fn wait_of(headers: &HeaderMap) -> Option<Duration> {
         .or_else(|| http::rate_limit_reset(header("ratelimit-reset"), SystemTime::now(), http::MAX_WAIT))
 }
 
-/// Maps an error answer to a [`RenderApiError`]. Render's `{id, message}` gives the message.
+/// Where Render puts its message: the public API's `error` schema is `{id, message}`.
+const ERROR_FIELDS: &[&str] = &["/message"];
+
+/// Maps an error answer to a [`RenderApiError`]. Render's `{id, message}` gives the message; any
+/// other body is summarised in one line (an HTML page by its title).
 pub fn parse_error(status: StatusCode, headers: &HeaderMap, body: &[u8], scrubber: &Scrubber) -> RenderApiError {
-    let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    let text = match json.as_ref().and_then(|j| j.get("message")).and_then(|m| m.as_str()) {
-        Some(m) => scrubber.error_text(m, MESSAGE_CHARS),
-        None => scrubber.error_body(body, MESSAGE_CHARS),
-    };
+    let text = scrubber.error_summary(body, ERROR_FIELDS, MESSAGE_CHARS);
     let message = if text.is_empty() { status.canonical_reason().unwrap_or("no details").to_string() } else { text };
     match status.as_u16() {
         401 | 403 => RenderApiError::Unauthorized { status: status.as_u16(), message },
@@ -226,5 +236,18 @@ mod tests {
             ErrorKind::InvalidConfig
         );
         assert!(parse_error(StatusCode::BAD_GATEWAY, &HeaderMap::new(), b"", &Scrubber::new()).may_have_applied());
+    }
+
+    #[test]
+    fn error_bodies_are_one_line() {
+        let parse = |status, body: &str| parse_error(status, &HeaderMap::new(), body.as_bytes(), &Scrubber::new());
+        let page = "<html><head><title>503 Service Temporarily Unavailable</title></head>\n<body>\n<center>\
+                    <h1>503 Service Temporarily Unavailable</h1></center>\n</body></html>";
+        assert_eq!(
+            parse(StatusCode::SERVICE_UNAVAILABLE, page).to_string(),
+            "Render API error 503: 503 Service Temporarily Unavailable"
+        );
+        let json = r#"{"id":"invalid-input","message":"imagePath\nis required"}"#;
+        assert_eq!(parse(StatusCode::BAD_REQUEST, json).to_string(), "Render API error 400: imagePath is required");
     }
 }

@@ -50,10 +50,12 @@
 //! - The output is serialized from typed structs, so field order is fixed and two renders of
 //!   the same manifest are byte-identical.
 
+pub mod check;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod platform;
+pub mod regions;
 pub mod render;
 mod rollout;
 

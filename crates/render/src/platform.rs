@@ -536,7 +536,9 @@ impl RenderPlatform {
         let patch_only_image = patch.as_ref().is_none_or(|p| p.get("serviceDetails").is_none());
         let secrets_pending = state.live_id.is_some()
             && state.env.get(SECRETS_PENDING).and_then(|v| v.as_deref()) == state.live_id.as_deref();
-        if state.live_digest.as_deref() == Some(req.digest())
+        // `--restart` deploys what runs all the same: Render applies env vars at a deploy.
+        if !req.restart
+            && state.live_digest.as_deref() == Some(req.digest())
             && patch_only_image
             && env_same
             && scale_same
@@ -1040,6 +1042,10 @@ impl Platform for RenderPlatform {
         };
         let mut st = ServiceStatus::missing(&service.name, name);
         st.exists = true;
+        // A web service's public address, as Render reports it (`https://<slug>.onrender.com`).
+        if service.port.is_some() {
+            st.url = s.0.pointer("/serviceDetails/url").and_then(Value::as_str).map(str::to_string);
+        }
         if let Some(live) = deploys.iter().find(|d| d.status == "live") {
             let r = release_from(&service.name, live, ReleaseStatus::Live);
             st.release = Some(r.id);

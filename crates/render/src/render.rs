@@ -8,11 +8,7 @@ use shipit_core::{
     Service, Vm,
 };
 
-/// Render's regions, as both the Blueprint and the API spell them.
-pub const REGIONS: &[&str] = &["oregon", "ohio", "frankfurt", "singapore", "virginia"];
-
-/// The region used when neither the target nor the environment names one.
-pub const DEFAULT_REGION: &str = "oregon";
+pub use crate::regions::{DEFAULT_REGION, REGIONS};
 
 /// Instance plans in the Blueprint's spelling, smallest first, with CPUs (in thousandths) and
 /// memory in MB, from Render's pricing page. `free` is left out: shipit never picks it.

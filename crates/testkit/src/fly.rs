@@ -317,6 +317,10 @@ pub struct FakeMachine {
     pub instance_id: String,
     /// `min_secrets_version` sent with the last create or update, if any.
     pub min_secrets_version: Option<u64>,
+    /// The app's secrets version when this instance started: Fly hands a machine the app's
+    /// secrets as they are when it (re)starts, so a value set later reaches it only at its next
+    /// update or create.
+    pub secrets_version_started: u64,
 }
 
 /// One entry of a machine's version history (see [`FlyFake::versions`]).
@@ -713,6 +717,7 @@ struct MachineState {
     versions: Vec<VersionRec>,
     lease: Option<LeaseState>,
     min_secrets_version: Option<u64>,
+    secrets_version_started: u64,
 }
 
 impl MachineState {
@@ -744,6 +749,7 @@ impl MachineState {
             versions,
             lease: None,
             min_secrets_version: None,
+            secrets_version_started: 0,
         }
     }
 
@@ -769,6 +775,7 @@ impl MachineState {
             config: self.config.clone(),
             instance_id: self.instance_id.clone(),
             min_secrets_version: self.min_secrets_version,
+            secrets_version_started: self.secrets_version_started,
         }
     }
 
@@ -1170,6 +1177,7 @@ impl State {
         let now = self.now_ms;
         let mut m = MachineState::new(id, name, region, ip, config, instance_id, now);
         m.min_secrets_version = min_secrets;
+        m.secrets_version_started = self.apps.get(app).map_or(0, |a| a.secrets_version);
         if let (Some(ttl), Some(nonce)) = (lease_ttl, &nonce) {
             m.lease = Some(LeaseState {
                 nonce: nonce.clone(),
@@ -1213,6 +1221,7 @@ impl State {
         let b = self.behaviour_of(&config);
         let instance_id = self.ulid();
         let now = self.now_ms;
+        let secrets_now = self.apps.get(app).map_or(0, |a| a.secrets_version);
         let Some(m) = self.machine_mut(app, id) else { return Reply::error(404, "machine not found") };
         if m.state == "destroyed" {
             return Reply::error(412, "machine is destroyed");
@@ -1227,6 +1236,7 @@ impl State {
         m.instance_id = instance_id.clone();
         m.updated_at_ms = now;
         m.min_secrets_version = min_secrets;
+        m.secrets_version_started = secrets_now;
         m.versions.push(VersionRec { version: instance_id, config });
         if body.get("skip_launch").and_then(Value::as_bool) == Some(true) {
             m.push_event(now, "update", "replacing", "user", None);

@@ -162,6 +162,9 @@ pub struct Deployment {
     pub marked_failed: bool,
     /// The settings it runs with.
     pub settings: Settings,
+    /// The service's secrets version when it was made: the values it runs with (a deployment
+    /// reads the secrets as they are when it starts).
+    pub secrets_version: u64,
     /// When it was created (RFC 3339).
     pub created_at: String,
 }
@@ -493,6 +496,7 @@ impl State {
     ) -> String {
         let id = format!("dep-{}", self.next());
         if let Some(svc) = self.services.get_mut(key) {
+            let secrets_version = svc.secrets_version;
             svc.deployments.push(Deployment {
                 id: id.clone(),
                 image: source.image.clone(),
@@ -503,6 +507,7 @@ impl State {
                 succeeded: false,
                 marked_failed: false,
                 settings: settings.clone(),
+                secrets_version,
                 created_at: jiff::Timestamp::now().to_string(),
             });
         }
@@ -797,7 +802,8 @@ impl MemoryPlatform {
             let same = svc.live().is_some_and(|d| d.digest == digest && d.settings == settings)
                 && svc.source.as_ref().is_some_and(|s| s.digest == digest)
                 && svc.settings.as_ref() == Some(&settings);
-            if same {
+            // `restart` rolls out what runs all the same: a new deployment, gated like any other.
+            if same && !req.restart {
                 events.step(name, "already runs this digest with these settings");
                 return Ok(Deployed::new(name, &digest, false, settings.replicas as usize));
             }
@@ -1171,6 +1177,10 @@ impl Platform for MemoryPlatform {
         let Some(svc) = st.services.get(&key) else { return Ok(ServiceStatus::missing(&service.name, platform_name)) };
         let mut status = ServiceStatus::missing(&service.name, platform_name);
         status.exists = true;
+        // A web service is served at its platform name, as Fly serves `<app>.fly.dev`.
+        if service.port.is_some() {
+            status.url = Some(format!("https://{}.memory.test", status.platform_name));
+        }
         if let Some(d) = svc.live() {
             status.release = Some(d.release.clone().unwrap_or_else(|| d.id.clone()));
             status.git_sha = d.git_sha.clone();

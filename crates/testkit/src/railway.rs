@@ -70,6 +70,16 @@
 //!   deployment, not the instance's current source; `deploymentRollback` also restores the target
 //!   deployment's variables onto the service instance.
 //!
+//! # Domains
+//!
+//! Each service instance keeps its public domains ([`RailwayFake::domains`]):
+//! `serviceDomainCreate` adds a Railway-generated `<service>-<environment>-<4 hex>.up.railway.app`
+//! (with its `targetPort`) every time it is called (it refuses no second one, so a test sees a
+//! domain made twice);
+//! [`RailwayFake::seed_domain`] adds one as the dashboard would (custom or not). The `domains`
+//! query and `serviceInstance { domains }` list them. A refusal is a [`Fault::GraphqlError`] on
+//! `ServiceDomainCreate`.
+//!
 //! # Faults and the request log
 //!
 //! Injected [`Fault`]s match an operation name filter and are checked before auth and routing,
@@ -409,6 +419,31 @@ pub struct FakeInstance {
     pub replicas_reset_pending: bool,
 }
 
+/// A public domain of a service instance, for assertions (see [`RailwayFake::domains`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeDomain {
+    /// Its id.
+    pub id: String,
+    /// The host name (`api-staging-1a2b.up.railway.app` for one Railway generated).
+    pub domain: String,
+    /// A custom domain (`customDomainCreate`), not one Railway generated.
+    pub custom: bool,
+    /// The port it routes to, when one was given.
+    pub target_port: Option<i64>,
+}
+
+impl FakeDomain {
+    fn json(&self, env_id: &str, service_id: &str) -> Value {
+        json!({
+            "id": self.id,
+            "domain": self.domain,
+            "environmentId": env_id,
+            "serviceId": service_id,
+            "targetPort": self.target_port,
+        })
+    }
+}
+
 /// A deployment as the fake holds it, for assertions (see [`RailwayFake::deployments`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FakeDeployment {
@@ -576,6 +611,17 @@ impl RailwayFake {
         true
     }
 
+    /// Gives a service instance a public domain, as `serviceDomainCreate` (`custom` false: a
+    /// `*.up.railway.app` name) or `customDomainCreate` (`custom` true) would. False when the
+    /// instance does not exist.
+    pub fn seed_domain(&self, project_id: &str, env_id: &str, service_id: &str, domain: &str, custom: bool) -> bool {
+        let mut st = self.lock();
+        let id = st.uuid("domain");
+        let Some(i) = st.instance_mut(project_id, env_id, service_id) else { return false };
+        i.domains.push(FakeDomain { id, domain: domain.to_owned(), custom, target_port: None });
+        true
+    }
+
     // -- behaviour, faults, limits, time -------------------------------------------------------
 
     /// Sets what deployments of images with this digest do. `digest` may be given with or
@@ -681,6 +727,11 @@ impl RailwayFake {
             variables: i.variables.clone(),
             replicas_reset_pending: i.reset_replicas,
         })
+    }
+
+    /// A service instance's public domains (Railway's and custom), in creation order.
+    pub fn domains(&self, project_id: &str, env_id: &str, service_id: &str) -> Vec<FakeDomain> {
+        self.lock().instance(project_id, env_id, service_id).map(|i| i.domains.clone()).unwrap_or_default()
     }
 
     /// A service variable: `None` if it is not set, `Some(None)` if it is set to null.
@@ -839,6 +890,8 @@ struct InstanceState {
     variables: BTreeMap<String, Option<String>>,
     /// The last update omitted `multiRegionConfig`: the next deployment runs 1 replica.
     reset_replicas: bool,
+    /// Public domains, in creation order, as `domains { serviceDomains customDomains }` lists them.
+    domains: Vec<FakeDomain>,
 }
 
 impl InstanceState {
@@ -850,6 +903,7 @@ impl InstanceState {
             memory_gb: None,
             variables: BTreeMap::new(),
             reset_replicas: false,
+            domains: Vec::new(),
         }
     }
 
@@ -1338,6 +1392,7 @@ impl State {
             "variables" => self.q_variables(a, auth),
             "deployment" => self.q_deployment(a, auth),
             "deployments" => self.q_deployments(a, auth),
+            "domains" => self.q_domains(a, auth),
             "me" => Err(NOT_AUTHORIZED.to_owned()),
             "serviceCreate" => self.m_service_create(a, auth),
             "serviceInstanceUpdate" => self.m_service_instance_update(a, auth),
@@ -1346,6 +1401,7 @@ impl State {
             "deploymentCancel" => self.m_deployment_cancel(a, auth),
             "variableCollectionUpsert" => self.m_variable_upsert(a, auth),
             "variableDelete" => self.m_variable_delete(a, auth),
+            "serviceDomainCreate" => self.m_service_domain_create(a, auth),
             "serviceInstanceRedeploy" => self.m_instance_redeploy(a, auth),
             "deploymentRedeploy" => self.m_deployment_redeploy(a, auth),
             "deploymentRollback" => self.m_deployment_rollback(a, auth),
@@ -1414,6 +1470,7 @@ impl State {
             "railwayConfigFile": s.railway_config_file,
             "activeDeployments": active,
             "latestDeployment": latest,
+            "domains": domains_json(&i.domains, env_id, service_id),
         }))
     }
 
@@ -1479,6 +1536,46 @@ impl State {
             .filter(|d| service.is_none_or(|s| d.service_id == s))
             .collect();
         page(&list, a, |d| d.id.clone(), |d| d.json())
+    }
+
+    fn q_domains(&self, a: &Args, auth: &Auth) -> Resolved {
+        let (env_id, service_id) = (str_arg(a, "environmentId")?, str_arg(a, "serviceId")?);
+        let project_id = self.locate_instance(auth, env_id, service_id)?;
+        if project_id != str_arg(a, "projectId")? {
+            return Err("Project not found".to_owned());
+        }
+        let i = self.instance(&project_id, env_id, service_id).ok_or_else(|| "ServiceInstance not found".to_owned())?;
+        Ok(domains_json(&i.domains, env_id, service_id))
+    }
+
+    /// `serviceDomainCreate`: a Railway-generated `<service>-<environment>-<4 hex>.up.railway.app`,
+    /// as Railway names them. Like Railway's API it does not refuse a second one: the caller
+    /// looks first (`domains`).
+    fn m_service_domain_create(&mut self, a: &Args, auth: &Auth) -> Resolved {
+        let input = obj_arg(a, "input")?;
+        let (env_id, service_id) = (str_arg(input, "environmentId")?, str_arg(input, "serviceId")?);
+        let target_port = input.get("targetPort").and_then(Value::as_i64);
+        if target_port.is_some_and(|p| !(1..=65_535).contains(&p)) {
+            return Err("Invalid target port".to_owned());
+        }
+        let project_id = self.locate_instance(auth, env_id, service_id)?;
+        let p = self.project(&project_id).ok_or_else(|| "Project not found".to_owned())?;
+        let label = |name: &str| -> String {
+            let lower: String =
+                name.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+            lower.split('-').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("-")
+        };
+        let service = label(&p.service(service_id).map(|s| s.name.clone()).unwrap_or_default());
+        let env = label(&p.env(env_id).map(|e| e.name.clone()).unwrap_or_default());
+        let id = self.uuid("domain");
+        let hash = hex::encode(Sha256::digest(id.as_bytes()));
+        let domain = format!("{service}-{env}-{}.up.railway.app", hash.get(..4).unwrap_or("0000"));
+        let d = FakeDomain { id, domain, custom: false, target_port };
+        let out = d.json(env_id, service_id);
+        let i =
+            self.instance_mut(&project_id, env_id, service_id).ok_or_else(|| "ServiceInstance not found".to_owned())?;
+        i.domains.push(d);
+        Ok(out)
     }
 
     fn m_service_create(&mut self, a: &Args, auth: &Auth) -> Resolved {
@@ -1787,6 +1884,14 @@ fn render(p: &ProjectState, env_id: &str, service_id: Option<&str>, value: &str,
     }
     out.push_str(rest);
     out
+}
+
+/// `AllDomains`: Railway's and custom domains, each in creation order.
+fn domains_json(domains: &[FakeDomain], env_id: &str, service_id: &str) -> Value {
+    let of = |custom: bool| -> Vec<Value> {
+        domains.iter().filter(|d| d.custom == custom).map(|d| d.json(env_id, service_id)).collect()
+    };
+    json!({"serviceDomains": of(false), "customDomains": of(true)})
 }
 
 /// A connection page of `items` by `first` / `after` (a cursor is the node's id).

@@ -439,6 +439,8 @@ pub struct FakeService {
     pub suspended: bool,
     /// `POST /scale` requests answered 202 but ignored because autoscaling was enabled.
     pub ignored_scales: u32,
+    /// `serviceDetails.url` (`https://<subdomain>.onrender.com`), web services only.
+    pub url: Option<String>,
 }
 
 /// A deploy as the fake holds it, for assertions (see [`RenderFake::deploys`]).
@@ -881,6 +883,7 @@ impl ServiceState {
             env_vars: self.env.clone(),
             suspended: self.suspended,
             ignored_scales: self.ignored_scales,
+            url: self.is_web().then(|| format!("https://{}.onrender.com", self.slug)),
         }
     }
 

@@ -546,7 +546,9 @@ async fn cancellation_mid_rollout_is_cancelled() {
     let (s, _) = deploy(&mem, &app, &["api", "web"], "v2", &o).await;
     assert!(o.cancel.is_cancelled());
     assert_eq!(s.outcome, Outcome::Cancelled, "{s:#?}");
-    assert_eq!(result(&s, "api"), ServiceResult::Cancelled);
+    assert_eq!(result(&s, "api"), ServiceResult::RolledBack, "stopped mid-rollout, then put back");
+    assert_eq!(ops_of(&mem, Call::Restore, "api").len(), 1, "through the platform's restore");
+    on(&mem, "api", "v1");
     assert_eq!(result(&s, "web"), ServiceResult::Skipped, "nothing starts after the signal");
     assert!(ops_of(&mem, Call::Deploy, "web").iter().all(|x| x.as_deref() != Some(d("web", "v2").as_str())));
     assert_eq!(mem.serving_digest("api"), Some(d("api", "v1")), "the previous deployment still serves");
@@ -758,4 +760,105 @@ async fn secret_values_are_kept_but_never_shown() {
     );
     assert!(!shown.contains(value), "a secret value leaked: {shown}");
     assert_eq!(mem.settings("api").unwrap().secrets, ["TOKEN"], "settings name the secret");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ctrl-C during a failing health gate, --restart, URLs
+
+/// The first Ctrl-C while a health gate is failing: the new release was applied but never
+/// passed, so it is put back (through `restore`) before the command ends, and the summary says
+/// it is cancelled and rolled back, with the old release running again.
+#[tokio::test]
+async fn a_signal_during_a_failing_health_gate_restores_the_previous_release() {
+    let mem = MemoryPlatform::new();
+    let app = app();
+    deploy(&mem, &app, &["api"], "v1", &opts()).await;
+    mem.inject(Scope::Digest(d("api", "v2")), Fault::Unhealthy);
+    let mut o = opts();
+    o.wait_timeout = Duration::from_secs(60);
+    let cancel = o.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        cancel.cancel();
+    });
+    let started = Instant::now();
+    let (s, events) = deploy(&mem, &app, &["api"], "v2", &o).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "not after the 60 s gate");
+    assert_eq!(s.outcome, Outcome::Cancelled, "{s:#?}");
+    assert_eq!(engine::exit_code_for_summary(&s), 130);
+    assert_eq!(result(&s, "api"), ServiceResult::RolledBack, "{s:#?}");
+    assert_eq!(report(&s, "api").running_digest.as_deref(), Some(d("api", "v1").as_str()));
+    assert_eq!(report(&s, "api").error_kind, Some(ErrorKind::Cancelled));
+    on(&mem, "api", "v1");
+    assert_eq!(ops_of(&mem, Call::Restore, "api").len(), 1);
+    assert!(events.iter().any(|e| matches!(e, Event::RollbackSucceeded { .. })), "{events:#?}");
+    assert_eq!(mem.locks_held(), 0);
+    let list = releases(&mem, &app, "api").await;
+    assert_eq!(release_of(&list, &d("api", "v2")).status, ReleaseStatus::Failed, "never a rollback target");
+}
+
+/// With `--on-failure leave`, a signal mid-gate leaves the release in place (recorded failed).
+#[tokio::test]
+async fn a_signal_with_on_failure_leave_restores_nothing() {
+    let mem = MemoryPlatform::new();
+    let app = app();
+    deploy(&mem, &app, &["api"], "v1", &opts()).await;
+    mem.inject(Scope::Digest(d("api", "v2")), Fault::CancelMidRollout);
+    let mut o = opts();
+    o.on_failure = OnFailure::Leave;
+    let (s, _) = deploy(&mem, &app, &["api"], "v2", &o).await;
+    assert_eq!(s.outcome, Outcome::Cancelled);
+    assert_eq!(result(&s, "api"), ServiceResult::Cancelled);
+    assert!(mem.calls(Call::Restore).is_empty());
+}
+
+/// `restart`: the same digest with the same settings still goes through a new deployment and
+/// its gate, which picks up the secrets set since; without it, nothing happens.
+#[tokio::test]
+async fn restart_rolls_out_an_unchanged_digest_with_the_new_secrets() {
+    use secrecy::SecretString;
+    let mem = MemoryPlatform::new();
+    let app = app();
+    deploy(&mem, &app, &["api"], "v1", &opts()).await;
+    let t = target(&app);
+    let api = t.env.services.get("api").unwrap();
+    let synced = mem.sync_secrets(t, api, &[("TOKEN".to_string(), SecretString::from("rotated"))]).await.unwrap();
+    let version = synced.version.unwrap();
+
+    let (s, _) = deploy(&mem, &app, &["api"], "v1", &opts()).await;
+    assert_eq!(result(&s, "api"), ServiceResult::Unchanged, "without restart: nothing to do");
+    let live = |mem: &MemoryPlatform| {
+        mem.service("api").unwrap().deployments.into_iter().find(|d| d.status == DeploymentStatus::Live).unwrap()
+    };
+    assert!(live(&mem).secrets_version < version, "the running deployment predates the rotation");
+
+    let mut o = opts();
+    o.restart = true;
+    let (s, _) = deploy(&mem, &app, &["api"], "v1", &o).await;
+    assert_eq!(s.outcome, Outcome::Succeeded, "{s:#?}");
+    assert_eq!(result(&s, "api"), ServiceResult::Deployed);
+    assert_eq!(live(&mem).secrets_version, version, "the new values reached the running deployment");
+    on(&mem, "api", "v1");
+
+    // A restart that fails its gate is put back like any deploy.
+    mem.inject(Scope::Digest(d("api", "v1")), Fault::Crash);
+    let before = live(&mem).id;
+    let (s, _) = deploy(&mem, &app, &["api"], "v1", &o).await;
+    assert_eq!(s.outcome, Outcome::RolledBack, "{s:#?}");
+    assert_eq!(result(&s, "api"), ServiceResult::RolledBack);
+    assert_eq!(ops_of(&mem, Call::Restore, "api").len(), 1);
+    assert_eq!(live(&mem).id, before, "the deployment that ran before serves again");
+}
+
+/// The summary carries each web service's URL from the platform's status; a worker has none.
+#[tokio::test]
+async fn the_summary_carries_each_web_services_url() {
+    let mem = MemoryPlatform::new();
+    let app = app();
+    let (s, _) = deploy(&mem, &app, &["api", "web", "worker"], "v1", &opts()).await;
+    assert_eq!(s.outcome, Outcome::Succeeded);
+    let url = |svc: &str| report(&s, svc).url.clone();
+    assert!(url("api").is_some_and(|u| u.starts_with("https://")), "{s:#?}");
+    assert!(url("web").is_some_and(|u| u.starts_with("https://")), "{s:#?}");
+    assert_eq!(url("worker"), None, "a worker has no URL");
 }

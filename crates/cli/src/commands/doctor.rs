@@ -25,10 +25,16 @@ impl Report {
         if ok == Some(false) {
             self.failures += 1;
         }
-        if cli.json {
-            self.json.push(serde_json::json!({ "check": area, "status": label.trim().to_lowercase(), "detail": text }));
-        } else {
-            println!("{label}  {area:10} {text}");
+        let check = serde_json::json!({ "check": area, "status": label.trim().to_lowercase(), "detail": text });
+        crate::report::event("check", check.clone());
+        self.json.push(check);
+        if !cli.json {
+            let tone = match ok {
+                Some(true) => crate::style::Tone::Good,
+                Some(false) => crate::style::Tone::Bad,
+                None => crate::style::Tone::Warn,
+            };
+            println!("{}  {area:10} {text}", crate::style::out(tone, label));
         }
     }
 }
@@ -103,8 +109,22 @@ fn registry_check(creds: &Credentials) -> (Option<bool>, String) {
 /// Runs every check; exit 1 when any fails.
 pub fn run(cli: &Cli, args: &DoctorArgs) -> Exit {
     let mut r = Report::default();
-    let app = match super::load_manifest(cli) {
-        Ok(app) => {
+    // The manifest, and what each environment's target would refuse: `validate`'s checks.
+    let checked = super::load_manifest_located(cli).map(|(app, manifest)| {
+        let checked = crate::checks::run(&app, &manifest);
+        (app, manifest, checked)
+    });
+    let app = match checked {
+        Ok((app, manifest, checked)) => {
+            for w in &checked.warnings {
+                let at = format!("{}:{}:{}", manifest.file(), w.line, w.column);
+                r.line(cli, None, "manifest", &format!("{at}: {}", w.message));
+            }
+            if let Some(errors) = &checked.errors {
+                crate::diagnostics::report_manifest(cli, errors);
+                r.line(cli, Some(false), "manifest", &format!("{} has problems (above)", cli.file.display()));
+                return finish(cli, r);
+            }
             r.line(cli, Some(true), "manifest", &format!("{} is valid", cli.file.display()));
             app
         }
@@ -244,10 +264,13 @@ pub fn run(cli: &Cli, args: &DoctorArgs) -> Exit {
 }
 
 fn finish(cli: &Cli, r: Report) -> Exit {
-    if cli.json {
-        println!("{}", serde_json::json!({ "ok": r.failures == 0, "checks": r.json }));
-    } else if r.failures > 0 {
-        println!("{} problem{} found", r.failures, if r.failures == 1 { "" } else { "s" });
+    crate::report::result(serde_json::json!({ "checks": r.json, "failures": r.failures }));
+    if r.failures > 0 {
+        let found = format!("{} problem{} found", r.failures, if r.failures == 1 { "" } else { "s" });
+        crate::report::error(Some("failed"), &found, Some("each FAIL line says what to fix"));
+        if !cli.json {
+            println!("{found}");
+        }
     }
     if r.failures == 0 { Exit::Ok } else { Exit::Failed }
 }

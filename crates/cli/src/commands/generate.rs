@@ -1,23 +1,27 @@
 //! `shipit completions` and `shipit man`: what shells and `man` need, from the flags themselves.
 
-use clap::CommandFactory;
-
 use crate::cli::{Cli, CompletionsArgs, ManArgs};
 use crate::diagnostics;
 use crate::exit::Exit;
 
 /// Prints the completion script for `args.shell` on stdout.
 pub fn completions(args: &CompletionsArgs) -> Exit {
-    let mut cmd = Cli::command();
+    let mut cmd = crate::cli::command();
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "shipit", &mut script);
-    print!("{}", String::from_utf8_lossy(&script));
+    let script = String::from_utf8_lossy(&script);
+    // With --json the script is the summary's `script`: stdout is NDJSON only.
+    if crate::report::json() {
+        crate::report::result(serde_json::json!({ "shell": args.shell.to_string(), "script": script }));
+    } else {
+        print!("{script}");
+    }
     Exit::Ok
 }
 
 /// Prints the man page of shipit, or of the command `args.command` names, as roff on stdout.
 pub fn man(cli: &Cli, args: &ManArgs) -> Exit {
-    let mut cmd = Cli::command().disable_help_subcommand(true);
+    let mut cmd = crate::cli::command_from(<Cli as clap::CommandFactory>::command().disable_help_subcommand(true));
     // Gives every command its page name, `shipit-deploy`, `shipit-secrets-sync`.
     cmd.build();
     let mut page = &cmd;
@@ -40,7 +44,12 @@ pub fn man(cli: &Cli, args: &ManArgs) -> Exit {
         diagnostics::error(cli, &format!("cannot render the man page: {e}"), None);
         return Exit::Failed;
     }
-    print!("{}", title_first(&String::from_utf8_lossy(&roff)));
+    let page = title_first(&String::from_utf8_lossy(&roff));
+    if crate::report::json() {
+        crate::report::result(serde_json::json!({ "roff": page }));
+    } else {
+        print!("{page}");
+    }
     Exit::Ok
 }
 

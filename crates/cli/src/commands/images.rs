@@ -56,14 +56,11 @@ pub fn push(cli: &Cli, args: &PushArgs) -> Exit {
     match result {
         Ok(r) => {
             if cli.json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "ok": true, "image": r.image.name(), "digest": r.digest, "media_type": r.media_type, "tags": r.tags,
+                crate::report::result(serde_json::json!({
+                        "image": r.image.name(), "digest": r.digest, "media_type": r.media_type, "tags": r.tags,
                         "blobs_uploaded": r.blobs_uploaded, "blobs_skipped": r.blobs_skipped, "blobs_mounted": r.blobs_mounted,
                         "bytes_uploaded": r.bytes_uploaded, "manifests_pushed": r.manifests_pushed, "requests": r.requests,
-                    })
-                );
+                }));
             } else {
                 println!(
                     "pushed {}@{} as {}: {} blobs uploaded ({:.1} MB), {} already there, {} mounted; {} manifests",
@@ -127,9 +124,8 @@ pub fn tag(cli: &Cli, args: &TagArgs) -> Exit {
     match rt.block_on(client.retag(&source, &args.tags)) {
         Ok(r) => {
             if cli.json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "ok": true, "image": r.image.name(), "digest": r.digest, "tags": r.tags, "requests": r.requests })
+                crate::report::result(
+                    serde_json::json!({ "image": r.image.name(), "digest": r.digest, "tags": r.tags, "requests": r.requests }),
                 );
             } else {
                 println!("{}@{} is now tagged {}", r.image.name(), short(&r.digest), r.tags.join(", "));

@@ -25,6 +25,9 @@ struct Draft {
     context: String,
     dockerfile: String,
     port: Option<u16>,
+    /// Whether `port` is the Dockerfile's first TCP EXPOSE: recorded in a comment after it
+    /// (`# EXPOSE 4000 in apps/api/Dockerfile`) that `validate` reads (`crate::checks`).
+    exposed: bool,
     /// The inside of `health = { … }`.
     health: Option<String>,
     command: Option<Vec<String>>,
@@ -105,10 +108,7 @@ pub fn run(cli: &Cli, args: &InitArgs) -> Exit {
         let names: Vec<&str> = drafts.iter().map(|d| d.name.as_str()).collect();
         let warnings: Vec<String> =
             drafts.iter().flat_map(|d| d.warnings.iter().map(move |w| format!("{}: {w}", d.name))).collect();
-        println!(
-            "{}",
-            serde_json::json!({ "ok": true, "file": path, "app": app, "services": names, "warnings": warnings })
-        );
+        crate::report::result(serde_json::json!({ "file": path, "app": app, "services": names, "warnings": warnings }));
     }
     for d in &drafts {
         diagnostics::info(cli, &format!("  {}: {}", d.name, d.summary));
@@ -121,6 +121,16 @@ pub fn run(cli: &Cli, args: &InitArgs) -> Exit {
     }
     if !args.from_dockerfiles && has_dockerfile(&root) {
         diagnostics::info(cli, "  a Dockerfile is here: `shipit init --from-dockerfiles --force` drafts from it");
+    }
+    if namespace == crate::checks::PLACEHOLDER_NAMESPACE {
+        diagnostics::info(
+            cli,
+            &format!(
+                "  {} no GitHub owner found (no `origin` remote on GitHub): `[registry] namespace` is the placeholder {:?}, which `shipit validate` refuses until you set it (or run init again with --namespace NAME)",
+                crate::style::warning_word(),
+                crate::checks::PLACEHOLDER_NAMESPACE
+            ),
+        );
     }
     diagnostics::info(cli, &format!("wrote {}; review it, then run `shipit validate`", path.display()));
     Exit::Ok
@@ -260,6 +270,7 @@ fn starter() -> Draft {
         context: ".".to_string(),
         dockerfile: "Dockerfile".to_string(),
         port: Some(8080),
+        exposed: false,
         health: Some(format!("path = {}", q("/healthz"))),
         command: None,
         comments: vec![
@@ -416,6 +427,7 @@ fn draft(found: &Found) -> Draft {
         context: found.context.clone(),
         dockerfile: found.dockerfile.clone(),
         port,
+        exposed: port.is_some(),
         health,
         command,
         comments,
@@ -510,8 +522,15 @@ fn manifest_text(app: &str, namespace: &str, to: &str, services: &[Draft]) -> St
         } else {
             let _ = writeln!(t, "build = {{ context = {}, dockerfile = {} }}", q(&s.context), q(&s.dockerfile));
         }
-        if let Some(port) = s.port {
-            let _ = writeln!(t, "port = {port}");
+        match s.port {
+            Some(port) if s.exposed => {
+                let df: String = s.dockerfile.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+                let _ = writeln!(t, "port = {port}  # EXPOSE {port} in {df}");
+            }
+            Some(port) => {
+                let _ = writeln!(t, "port = {port}");
+            }
+            None => {}
         }
         if let Some(h) = &s.health {
             let _ = writeln!(t, "health = {{ {h} }}");

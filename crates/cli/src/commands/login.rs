@@ -312,8 +312,7 @@ pub fn run_login(cli: &Cli, args: &LoginArgs) -> Exit {
             let account = args.platform;
             let out = Output::new(cli);
             if out.json() {
-                out.json_line(&serde_json::json!({
-                    "event": "login",
+                crate::report::result(serde_json::json!({
                     "platform": account.name(),
                     "store": done.store,
                     "service": credentials::SERVICE,
@@ -351,8 +350,7 @@ pub fn run_logout(cli: &Cli, args: &LogoutArgs) -> Exit {
         Ok(done) => {
             let out = Output::new(cli);
             if out.json() {
-                out.json_line(&serde_json::json!({
-                    "event": "logout",
+                crate::report::result(serde_json::json!({
                     "platform": account.name(),
                     "store": done.store,
                     "removed": done.removed,

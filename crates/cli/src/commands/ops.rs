@@ -15,6 +15,7 @@ use crate::diagnostics;
 use crate::exit::Exit;
 use crate::output::Output;
 use crate::platforms;
+use crate::style::Tone;
 
 /// `println!` for platform data on stdout, through the process's scrubber: what a platform
 /// answers (names, releases, plan values) can quote a token or a secret back.
@@ -39,7 +40,7 @@ impl Context {
 }
 
 fn context(cli: &Cli, place: &Where) -> Result<Context, Exit> {
-    let app = super::load_manifest(cli)?;
+    let app = super::load_checked(cli)?;
     let env = super::render::pick_env(cli, &app, Some(&place.env))?;
     let explicit = place.to.as_deref().and_then(|t| t.parse::<PlatformKind>().ok());
     let Some(kind) = app.resolve_platform(explicit, Some(&env)) else {
@@ -92,9 +93,17 @@ fn verdict(cli: &Cli, out: &Output, result: Result<engine::Summary, Error>) -> E
 }
 
 fn fail(cli: &Cli, e: &Error) -> Exit {
+    crate::report::error(Some(e.kind.as_str()), &platforms::scrub(&e.to_string()), hint(e.kind));
     // Scrubbed where it was made; once more here, the last line of defence.
     diagnostics::error(cli, &platforms::scrub(&e.to_string()), hint(e.kind));
+    crate::verbose::causes(cli, e);
     Exit::for_error(e.kind)
+}
+
+/// Stops a command before its first request when the platform has no token (exit 5): nothing,
+/// not even the registry, is asked first.
+fn need_token(cli: &Cli, kind: PlatformKind) -> Result<(), Exit> {
+    platforms::require_token(kind).map_err(|e| fail(cli, &e))
 }
 
 /// The services `names` selects (all when it is empty). An unknown name is bad input, told with
@@ -218,6 +227,101 @@ fn offer_secrets(platform: &dyn Platform, target: Target<'_>) {
     platform.offer_secrets(values);
 }
 
+/// A value of secret `name` in the process environment (what `secrets sync` reads), known to
+/// the scrubber before it goes anywhere.
+fn env_secret(name: &str) -> Option<SecretString> {
+    let value = std::env::var(name).ok().filter(|v| !v.is_empty())?;
+    platforms::keep_secret(&value);
+    Some(SecretString::from(value))
+}
+
+/// `deploy --dry-run` reads nothing from the platform: it names the declared secrets that are
+/// not in the environment, which a deploy creating the service would need on the platform.
+fn note_secrets_not_in_env(out: &Output, platform: &dyn Platform, services: &[&shipit_core::Service]) {
+    let absent: std::collections::BTreeSet<String> = services
+        .iter()
+        .flat_map(|s| platform.required_secrets(s))
+        .filter(|n| std::env::var(n).map_or(true, |v| v.is_empty()))
+        .collect();
+    if !absent.is_empty() && !out.json() {
+        out.say(&format!(
+            "note: not in the environment: {}; a deploy that creates a service refuses unless they are on {} already (`shipit secrets sync`) or --allow-missing-secrets is given",
+            absent.into_iter().collect::<Vec<_>>().join(", "),
+            platform.kind()
+        ));
+    }
+}
+
+/// Before a deploy that creates a service on Fly or Railway (Render puts them in the creating
+/// request itself): the secrets it declares must be on the platform or in the environment. Those
+/// in the environment are set first, as `secrets sync` would, so the first instance starts
+/// with them; any in neither refuse the deploy before anything changes (exit 4), unless
+/// `--allow-missing-secrets`.
+async fn first_deploy_secrets(
+    cli: &Cli,
+    out: &Output,
+    platform: &dyn Platform,
+    target: Target<'_>,
+    args: &DeployArgs,
+) -> Result<(), Exit> {
+    if !matches!(platform.kind(), PlatformKind::Fly | PlatformKind::Railway) || args.no_create {
+        return Ok(());
+    }
+    // A manifest the platform cannot take, or a platform that cannot be read, is the engine's to
+    // refuse (with its summary): this check only speaks when it can decide.
+    let services = engine::select(target, &args.services).unwrap_or_default();
+    if services.iter().any(|s| platform.describe_deploy(target, s, &s.image).is_err()) {
+        return Ok(());
+    }
+    let has = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
+    let firsts = match engine::first_deploy_secrets(platform, target, &args.services, has).await {
+        Ok(f) => f,
+        // A refused token is said here: after a 401 the clients send nothing more, so the
+        // engine could only report that.
+        Err(e) if e.kind == ErrorKind::Unauthorized => return Err(fail(cli, &e)),
+        Err(_) => return Ok(()),
+    };
+    let missing: Vec<String> =
+        firsts.iter().flat_map(|f| f.missing.iter().map(|n| format!("{} ({})", n, f.service))).collect();
+    if !missing.is_empty() {
+        if !args.allow_missing_secrets {
+            let env = &target.env.name;
+            diagnostics::error(
+                cli,
+                &format!(
+                    "this deploy creates a service whose secrets are not set: {} — neither on {} nor in the environment; nothing was changed",
+                    missing.join(", "),
+                    platform.kind()
+                ),
+                Some(&format!(
+                    "export them and run `shipit secrets sync --env {env}` (or export them and deploy again: the deploy sets them), or pass --allow-missing-secrets to create it without them"
+                )),
+            );
+            return Err(Exit::BadInput);
+        }
+        out.say(&format!("warning: creating without secrets (--allow-missing-secrets): {}", missing.join(", ")));
+    }
+    // Fly sets the values it is offered itself, once the images resolved, before the app's
+    // first machine ([`Platform::offer_secrets`]).
+    if platform.kind() == PlatformKind::Fly {
+        return Ok(());
+    }
+    for f in firsts.iter().filter(|f| !f.at_hand.is_empty()) {
+        let Some(service) = target.env.services.get(&f.service) else { continue };
+        let values: Vec<(String, SecretString)> =
+            f.at_hand.iter().filter_map(|n| env_secret(n).map(|v| (n.clone(), v))).collect();
+        match platform.sync_secrets(target, service, &values).await {
+            Ok(d) => out.say(&format!(
+                "{}: set {} from the environment before its first release",
+                f.service,
+                d.names.join(", ")
+            )),
+            Err(e) => return Err(fail(cli, &e)),
+        }
+    }
+    Ok(())
+}
+
 /// `shipit deploy`.
 pub fn deploy(cli: &Cli, args: &DeployArgs) -> Exit {
     let Session { ctx, platform, out, rt } = match session(cli, &args.place) {
@@ -240,22 +344,48 @@ pub fn deploy(cli: &Cli, args: &DeployArgs) -> Exit {
             return Exit::BadInput;
         }
     };
+    // The flag offers what some target can do; this one may do less.
+    if let Some(s) = strategy {
+        let can = platform.capabilities().strategies;
+        if !can.contains(&s) {
+            let message = if can.is_empty() {
+                format!(
+                    "--strategy {}: {} rolls out its own way and takes no --strategy; leave it out",
+                    s.as_str(),
+                    ctx.kind
+                )
+            } else {
+                let names: Vec<&str> = can.iter().map(|c| c.as_str()).collect();
+                format!("--strategy {}: {} can do {}", s.as_str(), ctx.kind, names.join(", "))
+            };
+            diagnostics::error(cli, &message, Some("see `shipit deploy --help` and docs/cli.md"));
+            return Exit::BadInput;
+        }
+    }
     let services = match select(cli, target, &args.services) {
         Ok(s) => s,
         Err(e) => return e,
     };
     if args.dry_run {
+        note_secrets_not_in_env(&out, platform.as_ref(), &services);
         return platforms::dry_run(cli, &out, platform.as_ref(), target, &services, &args.tag, strategy);
+    }
+    if let Err(e) = need_token(cli, ctx.kind) {
+        return e;
     }
     let resolver = match platforms::resolver() {
         Ok(r) => r,
         Err(e) => return fail(cli, &e),
     };
     rt.block_on(async {
+        if let Err(e) = first_deploy_secrets(cli, &out, platform.as_ref(), target, args).await {
+            return e;
+        }
         let signals = on_signals(out.clone());
         let cancel = signals.soft.clone();
         let mut opts = DeployOptions::default();
         opts.services = args.services.clone();
+        opts.restart = args.restart;
         opts.strategy = strategy;
         opts.wait_timeout = args.wait_timeout.get();
         opts.on_failure = args.on_failure.into();
@@ -274,7 +404,7 @@ pub fn deploy(cli: &Cli, args: &DeployArgs) -> Exit {
 
 /// `shipit promote FROM TO`.
 pub fn promote(cli: &Cli, args: &PromoteArgs) -> Exit {
-    let app = match super::load_manifest(cli) {
+    let app = match super::load_checked(cli) {
         Ok(app) => app,
         Err(e) => return e,
     };
@@ -313,6 +443,9 @@ pub fn promote(cli: &Cli, args: &PromoteArgs) -> Exit {
         (Ok(f), Ok(t)) => (f, t),
         (Err(e), _) | (_, Err(e)) => return fail(cli, &e),
     };
+    if let Err(e) = need_token(cli, from_kind).and_then(|()| need_token(cli, to_kind)) {
+        return e;
+    }
     let registry = match platforms::resolver() {
         Ok(r) => r,
         Err(e) => return fail(cli, &e),
@@ -353,6 +486,9 @@ pub fn rollback(cli: &Cli, args: &RollbackArgs) -> Exit {
     if let Err(e) = select(cli, target, &args.services) {
         return e;
     }
+    if let Err(e) = need_token(cli, ctx.kind) {
+        return e;
+    }
     let to = match (&args.release, &args.sha) {
         (Some(r), _) => RollbackTo::Release(r.clone()),
         (None, Some(s)) => RollbackTo::Sha(s.clone()),
@@ -385,6 +521,9 @@ pub fn releases(cli: &Cli, args: &ReleasesArgs) -> Exit {
         Ok(s) => s,
         Err(e) => return e,
     };
+    if let Err(e) = need_token(cli, ctx.kind) {
+        return e;
+    }
     rt.block_on(async {
         for s in services {
             let releases = match platform.releases(target, s).await {
@@ -393,7 +532,11 @@ pub fn releases(cli: &Cli, args: &ReleasesArgs) -> Exit {
             };
             if out.json() {
                 for r in &releases {
-                    out.json_line(&serde_json::to_value(r).unwrap_or_default());
+                    let mut v = serde_json::to_value(r).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("service".into(), s.name.clone().into());
+                    }
+                    out.json_event("release", v);
                 }
                 continue;
             }
@@ -402,10 +545,17 @@ pub fn releases(cli: &Cli, args: &ReleasesArgs) -> Exit {
                 show!("  no releases");
             }
             for r in &releases {
+                let status = format!("{:?}", r.status).to_lowercase();
+                let tone = match r.status {
+                    shipit_core::ReleaseStatus::Live => Some(Tone::Good),
+                    shipit_core::ReleaseStatus::Failed => Some(Tone::Bad),
+                    _ => None,
+                };
+                let padded = format!("{status:11}");
                 show!(
-                    "  {:32}  {:11}  {:20}  sha {:8}  {}",
+                    "  {:32}  {}  {:20}  sha {:8}  {}",
                     r.id,
-                    format!("{:?}", r.status).to_lowercase(),
+                    tone.map_or(padded.clone(), |t| crate::style::out(t, &padded)),
                     r.digest.as_deref().map(|d| d.chars().take(19).collect::<String>()).unwrap_or_else(|| "-".into()),
                     r.git_sha.as_deref().map(|g| g.chars().take(7).collect::<String>()).unwrap_or_else(|| "-".into()),
                     r.created_at.as_deref().unwrap_or("-"),
@@ -423,6 +573,9 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> Exit {
         Err(e) => return e,
     };
     let Ok(target) = ctx.target() else { return Exit::BadInput };
+    if let Err(e) = need_token(cli, ctx.kind) {
+        return e;
+    }
     rt.block_on(async {
         let mut all_healthy = true;
         for s in target.env.services.values() {
@@ -439,29 +592,44 @@ pub fn status(cli: &Cli, args: &StatusArgs) -> Exit {
             let idle_count = st.instances.iter().filter(|i| !i.healthy && idle(i)).count();
             all_healthy &= st.exists && healthy > 0 && healthy + idle_count == st.instances.len();
             if out.json() {
-                out.json_line(&serde_json::to_value(&st).unwrap_or_default());
+                let mut v = serde_json::to_value(&st).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("service".into(), s.name.clone().into());
+                }
+                out.json_event("status", v);
                 continue;
             }
             if !st.exists {
-                show!("{:10} {:32} not deployed", s.name, st.platform_name);
+                show!("{:10} {:32} {}", s.name, st.platform_name, crate::style::out(Tone::Warn, "not deployed"));
                 continue;
             }
             if st.instances.is_empty() {
-                show!("{:10} {:32} exists, no {}", s.name, st.platform_name, platform.kind().instances_noun());
+                let none = format!("exists, no {}", platform.kind().instances_noun());
+                show!("{:10} {:32} {}", s.name, st.platform_name, crate::style::out(Tone::Warn, &none));
                 continue;
             }
             let idle_text = if idle_count > 0 { format!(", {idle_count} stopped by autostop") } else { String::new() };
+            let count = format!("{}/{} healthy", healthy, st.instances.len());
+            let tone = if healthy + idle_count == st.instances.len() { Tone::Good } else { Tone::Bad };
             show!(
-                "{:10} {:32} {}  release {}  {}/{} healthy{idle_text}",
+                "{:10} {:32} {}  release {}  {}{idle_text}",
                 s.name,
                 st.platform_name,
                 st.digest.as_deref().unwrap_or("mixed digests"),
                 st.release.as_deref().unwrap_or("-"),
-                healthy,
-                st.instances.len()
+                crate::style::out(tone, &count)
             );
         }
-        if all_healthy { Exit::Ok } else { Exit::Failed }
+        if all_healthy {
+            Exit::Ok
+        } else {
+            crate::report::error(
+                Some("unhealthy"),
+                &format!("not every service of {} is deployed and healthy", ctx.env),
+                Some("see each service's line; `shipit deploy` or `shipit rollback` puts it right"),
+            );
+            Exit::Failed
+        }
     })
 }
 
@@ -473,6 +641,9 @@ pub fn plan(cli: &Cli, args: &PlanArgs) -> Exit {
     };
     let Ok(target) = ctx.target() else { return Exit::BadInput };
     if let Err(e) = select(cli, target, &args.services) {
+        return e;
+    }
+    if let Err(e) = need_token(cli, ctx.kind) {
         return e;
     }
     let resolver = if args.tag.is_some() {
@@ -494,15 +665,15 @@ pub fn plan(cli: &Cli, args: &PlanArgs) -> Exit {
         for p in &plans {
             changes |= p.has_changes();
             if out.json() {
-                out.json_line(&serde_json::to_value(p).unwrap_or_default());
+                out.json_event("plan", serde_json::to_value(p).unwrap_or_default());
                 continue;
             }
             if p.create {
-                show!("+ {} ({}): will be created", p.service, p.platform_name);
+                show!("{} {} ({}): will be created", crate::style::out(Tone::Good, "+"), p.service, p.platform_name);
             } else if p.changes.is_empty() {
                 show!("  {} ({}): no changes", p.service, p.platform_name);
             } else {
-                show!("~ {} ({}):", p.service, p.platform_name);
+                show!("{} {} ({}):", crate::style::out(Tone::Warn, "~"), p.service, p.platform_name);
             }
             for c in &p.changes {
                 show!(
@@ -513,7 +684,18 @@ pub fn plan(cli: &Cli, args: &PlanArgs) -> Exit {
                 );
             }
         }
-        if changes { Exit::Changes } else { Exit::Ok }
+        let changed = plans.iter().filter(|p| p.has_changes()).count();
+        crate::report::result(serde_json::json!({ "changes": changed }));
+        if changes {
+            crate::report::error(
+                Some("changes"),
+                &format!("a deploy would change {changed} service{}", if changed == 1 { "" } else { "s" }),
+                None,
+            );
+            Exit::Changes
+        } else {
+            Exit::Ok
+        }
     })
 }
 
@@ -527,6 +709,9 @@ pub fn secrets_sync(cli: &Cli, args: &SecretsSyncArgs) -> Exit {
     if let Err(e) = select(cli, target, &args.services) {
         return e;
     }
+    if let Err(e) = need_token(cli, ctx.kind) {
+        return e;
+    }
     rt.block_on(async {
         // Each value is known to the process's scrubber before anything is sent.
         let lookup = |name: &str| {
@@ -538,7 +723,7 @@ pub fn secrets_sync(cli: &Cli, args: &SecretsSyncArgs) -> Exit {
             Ok(done) => {
                 for d in &done {
                     if out.json() {
-                        out.json_line(&serde_json::to_value(d).unwrap_or_default());
+                        out.json_event("secrets_set", serde_json::to_value(d).unwrap_or_default());
                     } else {
                         if d.at_creation {
                             show!(
@@ -549,10 +734,14 @@ pub fn secrets_sync(cli: &Cli, args: &SecretsSyncArgs) -> Exit {
                             continue;
                         }
                         let version = d.version.map(|v| format!(" (secrets version {v})")).unwrap_or_default();
-                        // Railway and Render apply variables at a service's next deploy.
-                        let when = match platform.kind() {
-                            shipit_core::PlatformKind::Fly => "",
-                            _ => "; they apply at the next deploy",
+                        // Running instances get new values only when replaced: Fly's machines at
+                        // their next update, Railway and Render at the next deploy.
+                        let when = match (args.restart, platform.kind()) {
+                            (true, _) => "; rolling them out now (--restart)",
+                            (false, shipit_core::PlatformKind::Fly) => {
+                                "; running machines get them at their next update (--restart rolls them out now)"
+                            }
+                            (false, _) => "; they apply at the next deploy (--restart rolls them out now)",
                         };
                         show!("{}: set {}{version}{when}", d.service, d.names.join(", "));
                     }
@@ -560,9 +749,53 @@ pub fn secrets_sync(cli: &Cli, args: &SecretsSyncArgs) -> Exit {
                 if done.is_empty() {
                     out.say("no service declares secrets; nothing to do");
                 }
-                Exit::Ok
+                if !args.restart {
+                    return Exit::Ok;
+                }
+                let names: Vec<String> = done.iter().filter(|d| !d.at_creation).map(|d| d.service.clone()).collect();
+                restart(cli, &out, platform.as_ref(), target, &names).await
             }
             Err(e) => fail(cli, &e),
         }
     })
+}
+
+/// `secrets sync --restart`: redeploys what each of `names` runs now (its digest, from the
+/// platform's status) with `restart`, through the same health gate and restore as a deploy, so
+/// the new values reach running instances. A service nothing runs for is skipped: its first
+/// deploy starts with them.
+async fn restart(cli: &Cli, out: &Arc<Output>, platform: &dyn Platform, target: Target<'_>, names: &[String]) -> Exit {
+    let mut images = std::collections::BTreeMap::new();
+    for name in names {
+        let Some(service) = target.env.services.get(name) else { continue };
+        let st = match platform.status(target, service).await {
+            Ok(st) => st,
+            Err(e) => return fail(cli, &e),
+        };
+        match st.digest {
+            Some(d) if st.exists => {
+                images.insert(name.clone(), service.image.with_digest(&d));
+            }
+            None if st.exists && !st.instances.is_empty() => {
+                let e = Error::new(
+                    ErrorKind::Conflict,
+                    format!("{name} runs several digests (a rollout in progress?): restart it once it has settled"),
+                );
+                return fail(cli, &e);
+            }
+            _ => out.say(&format!("{name}: nothing runs yet; its first deploy starts with the new values")),
+        }
+    }
+    if images.is_empty() {
+        return Exit::Ok;
+    }
+    let signals = on_signals(out.clone());
+    let mut opts = DeployOptions::default();
+    opts.services = images.keys().cloned().collect();
+    opts.restart = true;
+    opts.move_env_tag = false;
+    opts.cancel = signals.soft.clone();
+    let events = out.events();
+    let run = engine::deploy_digests(platform, None, target, "restart", &images, &opts, &events);
+    stoppable(cli, out, &signals, (platform, target, "restart"), &opts.services, run).await
 }

@@ -1,34 +1,38 @@
 //! `shipit validate`.
 
 use crate::cli::Cli;
-use crate::diagnostics;
 use crate::exit::Exit;
+use crate::{checks, diagnostics};
 
-/// Checks the manifest and summarises what it describes.
+/// Checks the manifest, and what each environment's target would refuse at deploy time (see
+/// [`checks`]), and summarises what it describes.
 pub fn run(cli: &Cli) -> Exit {
-    let app = match super::load_manifest(cli) {
-        Ok(app) => app,
+    let (app, manifest) = match super::load_manifest_located(cli) {
+        Ok(located) => located,
         Err(exit) => return exit,
     };
-    let warnings = shipit_render::render::unsupported_settings(&app);
+    let checked = checks::run(&app, &manifest);
+    checks::print_warnings(cli, manifest.file(), &checked.warnings);
+    crate::report::result(serde_json::json!({ "warnings": &checked.warnings }));
+    if let Some(errors) = &checked.errors {
+        diagnostics::report_manifest(cli, errors);
+        return Exit::BadInput;
+    }
+    let warnings = checked.warnings;
     if cli.json {
         let envs: Vec<_> = app
             .environments
             .values()
             .map(|e| serde_json::json!({ "name": e.name, "target": e.target, "regions": e.regions }))
             .collect();
-        println!(
-            "{}",
-            serde_json::json!({
-                "ok": true,
+        crate::report::result(serde_json::json!({
                 "file": cli.file.display().to_string(),
                 "app": app.name,
                 "services": app.services.keys().collect::<Vec<_>>(),
                 "databases": app.databases.keys().collect::<Vec<_>>(),
                 "environments": envs,
                 "warnings": warnings,
-            })
-        );
+        }));
     }
     let services: Vec<String> = app
         .services
@@ -53,10 +57,5 @@ pub fn run(cli: &Cli) -> Exit {
             app.environments.keys().cloned().collect::<Vec<_>>().join(", "),
         ),
     );
-    if !cli.json {
-        for w in &warnings {
-            eprintln!("warning: {w}");
-        }
-    }
     Exit::Ok
 }

@@ -222,6 +222,50 @@ pub async fn plan(
     plans.into_iter().collect()
 }
 
+/// The secrets of a service a deploy would create (or give its first release): what it needs
+/// that the platform lacks, split by whether the caller has a value for it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct FirstDeploySecrets {
+    /// Service.
+    pub service: String,
+    /// Not on the platform, and a value is at hand (the CLI: in the process environment).
+    pub at_hand: Vec<String>,
+    /// Neither on the platform nor at hand: the service would start without them.
+    pub missing: Vec<String>,
+}
+
+/// For each selected service that nothing runs for yet (no app or service, or one with nothing
+/// deployed), the secrets it declares ([`Platform::required_secrets`]) that the platform does
+/// not have, split by `has` (whether the caller has a value). Reads only; services that run, or
+/// lack nothing, are left out.
+pub async fn first_deploy_secrets(
+    platform: &dyn Platform,
+    target: Target<'_>,
+    services: &[String],
+    has: impl Fn(&str) -> bool,
+) -> Result<Vec<FirstDeploySecrets>, Error> {
+    let mut out = Vec::new();
+    for s in select(target, services)? {
+        let needed = platform.required_secrets(s);
+        if needed.is_empty() {
+            continue;
+        }
+        let st = platform.status(target, s).await?;
+        let runs = st.exists && (st.digest.is_some() || st.release.is_some() || !st.instances.is_empty());
+        if runs {
+            continue;
+        }
+        let on_platform = if st.exists { platform.secret_names(target, s).await? } else { Vec::new() };
+        let lacking = needed.into_iter().filter(|n| !on_platform.contains(n));
+        let (at_hand, missing): (Vec<String>, Vec<String>) = lacking.partition(|n| has(n));
+        if !at_hand.is_empty() || !missing.is_empty() {
+            out.push(FirstDeploySecrets { service: s.name.clone(), at_hand, missing });
+        }
+    }
+    Ok(out)
+}
+
 /// Sets each selected service's secrets from `lookup` (the process environment in the CLI).
 /// Every needed value must be present and non-empty, or nothing is changed.
 pub async fn sync_secrets(

@@ -41,6 +41,10 @@ pub struct DeployOptions {
     pub cancel: CancellationToken,
     /// Deploy images that break their service's policy anyway (each violation is a warning).
     pub force: bool,
+    /// Roll out even what already runs (same digest, same settings): every instance replaced
+    /// through the health gate, restored on failure, so values set since (rotated secrets)
+    /// reach the running instances (`--restart`).
+    pub restart: bool,
     /// After a service is live, point the environment's tag (`staging`, `production`) at its
     /// digest, so the registry shows what each environment runs.
     pub move_env_tag: bool,
@@ -59,6 +63,7 @@ impl Default for DeployOptions {
             git_sha: None,
             cancel: CancellationToken::new(),
             force: false,
+            restart: false,
             move_env_tag: true,
         }
     }

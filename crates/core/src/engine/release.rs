@@ -153,10 +153,10 @@ pub(crate) async fn run_release(run: Run<'_>, services: &[&Service], images: Ima
         }
     }
 
+    // Stopped by a signal or not, what failed is put back: a service stopped mid-gate runs a
+    // release that never passed its health gate, so it goes back to its restore point too.
     let cancelled = opts.cancel.is_cancelled();
-    if !cancelled {
-        put_back(run, services, &mut results, &points, &release).await;
-    }
+    put_back(run, services, &mut results, &points, &release).await;
 
     // Only services that stayed on the new release get the environment's tag.
     if let Some(registry) = registry.filter(|_| opts.move_env_tag) {
@@ -196,6 +196,7 @@ async fn deploy_one(
     req.wait_timeout = opts.wait_timeout;
     req.create = opts.create;
     req.lock_wait = opts.lock_wait;
+    req.restart = opts.restart;
     req.cancel = opts.cancel.clone();
     req.events = events.clone();
     let outcome = platform.deploy(&req, &mut point).await;
@@ -214,7 +215,10 @@ async fn put_back(
     let Run { platform, target, opts, events, .. } = run;
     let failed: Vec<(&str, String)> = results
         .iter()
-        .filter(|(_, (r, _))| *r == ServiceResult::Failed || (opts.atomic && *r == ServiceResult::FailedUnchanged))
+        .filter(|(_, (r, _))| {
+            matches!(r, ServiceResult::Failed | ServiceResult::Cancelled)
+                || (opts.atomic && *r == ServiceResult::FailedUnchanged)
+        })
         .map(|(name, (_, e))| (name.as_str(), e.as_ref().map(|e| e.message.clone()).unwrap_or_default()))
         .collect();
     if failed.is_empty() {
@@ -226,7 +230,7 @@ async fn put_back(
         let Some((result, err)) = results.get(&s.name) else { continue };
         let why = err.as_ref().map(|e| e.message.clone()).unwrap_or_default();
         let reason = match result {
-            ServiceResult::Failed => RestoreReason::Failed { release: release.clone(), why },
+            ServiceResult::Failed | ServiceResult::Cancelled => RestoreReason::Failed { release: release.clone(), why },
             ServiceResult::Deployed if opts.atomic => {
                 RestoreReason::Atomic { release: release.clone(), why: first_failure.clone() }
             }
@@ -250,10 +254,12 @@ async fn put_back(
     .await;
     for ((s, reason), r) in jobs.iter().zip(restored) {
         if let Some(entry) = results.get_mut(&s.name) {
-            entry.0 = match (r, reason) {
-                (Restored::Yes, RestoreReason::Atomic { .. }) => ServiceResult::RolledBackAtomic,
-                (Restored::Yes, _) => ServiceResult::RolledBack,
-                (Restored::No, _) => ServiceResult::Failed,
+            entry.0 = match (r, reason, entry.0) {
+                (Restored::Yes, RestoreReason::Atomic { .. }, _) => ServiceResult::RolledBackAtomic,
+                (Restored::Yes, _, _) => ServiceResult::RolledBack,
+                // Stopped mid-rollout and not put back: still `cancelled`.
+                (Restored::No, _, ServiceResult::Cancelled) => ServiceResult::Cancelled,
+                (Restored::No, _, _) => ServiceResult::Failed,
             };
         }
     }

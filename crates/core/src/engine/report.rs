@@ -76,6 +76,9 @@ pub struct ServiceReport {
     pub error_kind: Option<ErrorKind>,
     /// Failure message, when it failed.
     pub error: Option<String>,
+    /// Its public URL, for a web service (one with a port) the platform gives one, from the
+    /// platform's status after the operation.
+    pub url: Option<String>,
 }
 
 /// The verdict of a deploy, rollback or promote.
@@ -120,6 +123,7 @@ impl Summary {
                     status_error: opt(&r.status_error),
                     error_kind: r.error_kind,
                     error: opt(&r.error),
+                    url: opt(&r.url),
                 })
                 .collect(),
         }
@@ -198,6 +202,8 @@ impl Report<'_> {
                 status_error,
                 error_kind: err.as_ref().map(|e| e.kind),
                 error: err.map(|e| e.message),
+                // Only a web service is reached at a URL; a worker has none.
+                url: now.filter(|_| s.port.is_some()).and_then(|n| n.url.clone()),
             });
         }
         let kinds: Vec<ServiceResult> = reports.iter().map(|r| r.result).collect();

@@ -132,8 +132,17 @@ where
                 failures = failures.saturating_add(1);
                 let backoff = interval.saturating_mul(2u32.saturating_pow(failures)).min(cap);
                 let asked = e.retry_after().unwrap_or_default().min(POLL_BACKOFF_CAP);
+                let wait = backoff.max(asked);
+                // A poll has no attempt limit but its deadline: `max_attempts` 0 says so.
+                super::observe::report_retry(|| super::Retry {
+                    attempt: attempts,
+                    max_attempts: 0,
+                    reason: e.retry_reason(),
+                    wait: wait.min(deadline.saturating_duration_since(Instant::now())),
+                    retry_after: e.retry_after(),
+                });
                 last_error = Some(e);
-                backoff.max(asked)
+                wait
             }
             Ok(Err(e)) => return Err(PollError::Failed(e)),
         };

@@ -69,17 +69,18 @@ impl fmt::Display for ManifestErrors {
 /// Bytes per checkpoint of the character count.
 const CHUNK: usize = 256;
 
-/// Line and column of any byte offset, in time independent of the file's size.
-pub(crate) struct LineIndex<'s> {
-    source: &'s [u8],
+/// Line and column of any byte offset, in time independent of the file's size. It keeps no
+/// reference to the source: the same bytes are passed to [`LineIndex::line_col`].
+#[derive(Debug)]
+pub(crate) struct LineIndex {
     /// Byte offset where each line starts.
     line_starts: Vec<usize>,
     /// Characters before byte `i * CHUNK`, and the total last.
     chars_before: Vec<usize>,
 }
 
-impl<'s> LineIndex<'s> {
-    pub(crate) fn new(source: &'s [u8]) -> Self {
+impl LineIndex {
+    pub(crate) fn new(source: &[u8]) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(source.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1));
         let mut chars_before = Vec::with_capacity(source.len() / CHUNK + 2);
@@ -89,22 +90,23 @@ impl<'s> LineIndex<'s> {
             n += count_chars(chunk);
         }
         chars_before.push(n);
-        Self { source, line_starts, chars_before }
+        Self { line_starts, chars_before }
     }
 
     /// Characters in `source[..offset]`.
-    fn chars_up_to(&self, offset: usize) -> usize {
+    fn chars_up_to(&self, source: &[u8], offset: usize) -> usize {
         let chunk = offset / CHUNK;
         let base = self.chars_before.get(chunk).copied().unwrap_or(0);
-        base + self.source.get(chunk * CHUNK..offset).map_or(0, count_chars)
+        base + source.get(chunk * CHUNK..offset).map_or(0, count_chars)
     }
 
-    /// 1-based line and character column of a byte offset (clamped to the source).
-    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.source.len());
+    /// 1-based line and character column of a byte offset (clamped to the source) of the
+    /// `source` this index was built from.
+    pub(crate) fn line_col(&self, source: &[u8], offset: usize) -> (usize, usize) {
+        let offset = offset.min(source.len());
         let line = self.line_starts.partition_point(|s| *s <= offset).max(1);
         let start = self.line_starts.get(line - 1).copied().unwrap_or(0);
-        (line, self.chars_up_to(offset) - self.chars_up_to(start) + 1)
+        (line, self.chars_up_to(source, offset) - self.chars_up_to(source, start) + 1)
     }
 }
 
@@ -116,7 +118,7 @@ fn count_chars(bytes: &[u8]) -> usize {
 /// Collects problems while a manifest is read.
 pub(crate) struct Diagnostics<'s> {
     source: &'s str,
-    index: LineIndex<'s>,
+    index: LineIndex,
     problems: Vec<Problem>,
     seen: HashSet<Problem>,
     /// The span of the first problem past [`MAX_PROBLEMS`].
@@ -152,7 +154,7 @@ impl<'s> Diagnostics<'s> {
             self.overflow.get_or_insert_with(|| span.clone());
             return;
         }
-        let (line, column) = self.index.line_col(span.start);
+        let (line, column) = self.index.line_col(self.source.as_bytes(), span.start);
         let message = printable(message);
         let help = help.map(printable);
         let problem = Problem { line, column, span: span.clone(), message, help };
@@ -173,7 +175,7 @@ impl<'s> Diagnostics<'s> {
 
     /// "line L, column C" of a byte offset, for messages that point at a second place.
     pub(crate) fn position(&self, offset: usize) -> String {
-        let (line, column) = self.index.line_col(offset);
+        let (line, column) = self.index.line_col(self.source.as_bytes(), offset);
         format!("line {line}, column {column}")
     }
 
@@ -195,12 +197,17 @@ impl<'s> Diagnostics<'s> {
         did_you_mean(word, candidates)
     }
 
+    /// The source with every value that snippets must not show masked.
+    pub(crate) fn masked_source(&self) -> Arc<str> {
+        mask(self.source, &self.masked)
+    }
+
     /// The problems in file order, with the source masked for snippets.
     pub(crate) fn finish(self, file: &str) -> ManifestErrors {
         let mut problems = self.problems;
         problems.sort_by_key(|p| (p.line, p.column));
         if let Some(span) = self.overflow {
-            let (line, column) = self.index.line_col(span.start);
+            let (line, column) = self.index.line_col(self.source.as_bytes(), span.start);
             problems.push(Problem {
                 line,
                 column,
@@ -217,7 +224,7 @@ impl<'s> Diagnostics<'s> {
 /// Problems for a file that is not UTF-8: one, at the first bad byte.
 pub(crate) fn not_utf8(bytes: &[u8], err: &std::str::Utf8Error, file: &str) -> ManifestErrors {
     let at = err.valid_up_to();
-    let (line, column) = LineIndex::new(bytes).line_col(at);
+    let (line, column) = LineIndex::new(bytes).line_col(bytes, at);
     let bad = bytes.get(at).map_or_else(String::new, |b| format!(" (byte 0x{b:02X})"));
     let text = String::from_utf8_lossy(bytes);
     // The lossy text matches the file up to `at`, where U+FFFD (3 bytes) stands for the bad bytes.
@@ -352,7 +359,7 @@ fn key_before(src: &[u8], eq: usize) -> Option<&str> {
 
 /// Control and bidirectional-override characters escaped, so that a message cannot move the
 /// cursor or reorder a terminal line; cut to [`MAX_MESSAGE`] bytes.
-fn printable(s: String) -> String {
+pub(crate) fn printable(s: String) -> String {
     let unsafe_char = |c: char| {
         c.is_control()
             || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
@@ -392,12 +399,13 @@ mod tests {
     fn line_col_counts_characters_across_chunks() {
         let src = format!("{}\né{}x", "a".repeat(300), "ü".repeat(300));
         let index = LineIndex::new(src.as_bytes());
-        assert_eq!(index.line_col(0), (1, 1));
-        assert_eq!(index.line_col(300), (1, 301));
-        assert_eq!(index.line_col(301), (2, 1));
+        let b = src.as_bytes();
+        assert_eq!(index.line_col(b, 0), (1, 1));
+        assert_eq!(index.line_col(b, 300), (1, 301));
+        assert_eq!(index.line_col(b, 301), (2, 1));
         let x = src.len() - 1;
-        assert_eq!(index.line_col(x), (2, 302));
-        assert_eq!(index.line_col(src.len() + 10), (2, 303));
+        assert_eq!(index.line_col(b, x), (2, 302));
+        assert_eq!(index.line_col(b, src.len() + 10), (2, 303));
     }
 
     #[test]

@@ -12,7 +12,10 @@
 //! through maps), so any input gets an answer, with a line and column, quickly.
 
 mod diag;
+mod locate;
 mod read;
+#[cfg(test)]
+mod tests;
 mod tree;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -23,6 +26,7 @@ use indexmap::IndexMap;
 
 use diag::Diagnostics;
 pub use diag::{MAX_PROBLEMS, ManifestErrors, Problem};
+pub use locate::{Finding, Key, KeyPath, Manifest, Severity, Unknown};
 use read::{Fields, cut, quoted_list};
 use tree::{Entry, Kind, Node, Span};
 
@@ -105,6 +109,12 @@ fn size_text(size: Option<u64>, limit: u64) -> String {
 
 /// Reads and validates the manifest at `path`: at most [`MAX_MANIFEST_BYTES`] are read.
 pub fn load(path: &Path) -> Result<App, LoadError> {
+    load_located(path).map(|(app, _)| app)
+}
+
+/// As [`load`], with the [`Manifest`] that gives checks outside this module (a platform's)
+/// the line and column of any key path.
+pub fn load_located(path: &Path) -> Result<(App, Manifest), LoadError> {
     let shown = path.display().to_string();
     let io = |source| LoadError::Io { path: shown.clone(), source };
     let file = std::fs::File::open(path).map_err(io)?;
@@ -121,19 +131,24 @@ pub fn load(path: &Path) -> Result<App, LoadError> {
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
         return Err(too_large(None));
     }
-    parse_bytes(&bytes, &shown)
+    parse_bytes_located(&bytes, &shown)
 }
 
 /// Parses and validates the bytes of a manifest, as [`load`] does once it has read the file:
 /// more than [`MAX_MANIFEST_BYTES`] are refused before parsing, and bytes that are not UTF-8
 /// are reported at the line and column of the first bad byte.
 pub fn parse_bytes(bytes: &[u8], file: &str) -> Result<App, LoadError> {
+    parse_bytes_located(bytes, file).map(|(app, _)| app)
+}
+
+/// As [`parse_bytes`], with the [`Manifest`].
+pub fn parse_bytes_located(bytes: &[u8], file: &str) -> Result<(App, Manifest), LoadError> {
     let size = bytes.len() as u64;
     if size > MAX_MANIFEST_BYTES {
         return Err(LoadError::TooLarge { path: file.to_string(), size: Some(size), limit: MAX_MANIFEST_BYTES });
     }
     match std::str::from_utf8(bytes) {
-        Ok(text) => Ok(parse(text, file)?),
+        Ok(text) => Ok(parse_located(text, file)?),
         Err(e) => Err(LoadError::Invalid(diag::not_utf8(bytes, &e, file))),
     }
 }
@@ -143,15 +158,25 @@ pub fn parse_bytes(bytes: &[u8], file: &str) -> Result<App, LoadError> {
 /// Unlike [`parse_bytes`], this does not enforce [`MAX_MANIFEST_BYTES`]; it is linear in the
 /// text's size either way.
 pub fn parse(source: &str, file: &str) -> Result<App, ManifestErrors> {
+    parse_located(source, file).map(|(app, _)| app)
+}
+
+/// As [`parse`], with the [`Manifest`] that gives any key path its line and column.
+pub fn parse_located(source: &str, file: &str) -> Result<(App, Manifest), ManifestErrors> {
     let mut d = Diagnostics::new(source);
-    let app = parse_inner(source, &mut d);
-    match app {
-        Some(app) if !d.has_errors() => Ok(app),
+    let mut root = None;
+    let app = parse_inner(source, &mut d, &mut root);
+    match (app, root) {
+        (Some(app), Some(root)) if !d.has_errors() => {
+            let manifest = Manifest::new(file, d.masked_source(), root);
+            Ok((app, manifest))
+        }
         _ => Err(d.finish(file)),
     }
 }
 
-fn parse_inner(source: &str, d: &mut Diagnostics<'_>) -> Option<App> {
+/// Reads `source`; the spanned tree is left in `tree` for [`Manifest`].
+fn parse_inner(source: &str, d: &mut Diagnostics<'_>, tree: &mut Option<Node>) -> Option<App> {
     let doc = match toml_edit::Document::parse(source) {
         Ok(doc) => doc,
         Err(e) => {
@@ -161,8 +186,8 @@ fn parse_inner(source: &str, d: &mut Diagnostics<'_>) -> Option<App> {
             return None;
         }
     };
-    let root_node = tree::from_table(doc.as_table(), 0..source.len());
-    let root = Fields::new(d, &root_node, "", ROOT_KEYS)?;
+    let root_node = tree.insert(tree::from_table(doc.as_table(), 0..source.len()));
+    let root = Fields::new(d, root_node, "", ROOT_KEYS)?;
 
     let name = match root.get("app") {
         None => {
@@ -218,13 +243,15 @@ fn parse_inner(source: &str, d: &mut Diagnostics<'_>) -> Option<App> {
     }
 
     let service_entries: Vec<&Entry> = service_entries.iter().collect();
+    // Every declared database counts for references, even one with problems of its own (a
+    // bad engine): a reference to it is not reported as a second, misleading problem.
     let names = Names::new(
         service_entries.iter().map(|e| e.key.as_str()).collect(),
-        databases.keys().map(String::as_str).collect(),
+        db_entries.iter().map(|e| e.key.as_str()).collect(),
     );
     for e in &service_entries {
         check_name(d, &e.key_span, &format!("services.{}", e.key), &e.key);
-        if databases.contains_key(&e.key) {
+        if names.is_database(&e.key) {
             d.error(&e.key_span, format!("`{}` is both a service and a database: names must be unique", e.key));
         }
     }
@@ -913,31 +940,53 @@ fn parse_environment(
     let path = format!("environments.{}", entry.key);
     check_name(d, &entry.key_span, &path, &entry.key);
     let f = Fields::new(d, &entry.node, &path, ENVIRONMENT_KEYS)?;
+    // Every key is read, and the overrides checked, even when one is wrong: no problem waits
+    // for another to be fixed.
+    let mut ok = true;
     let target = match f.get("target") {
-        Some(_) => Some(f.choice(d, "target", TARGET_NAMES)?.parse::<PlatformKind>().ok()?),
+        Some(_) => {
+            let t = f.choice(d, "target", TARGET_NAMES).and_then(|t| t.parse::<PlatformKind>().ok());
+            ok &= t.is_some();
+            t
+        }
         None => None,
     };
     let regions: Vec<String> = match f.get("regions") {
-        Some(e) => {
-            let list = f.strings(d, "regions", "an array of region names like [\"iad\", \"fra\"]")?;
-            check_regions(d, &path, &list);
-            if list.is_empty() {
-                d.error(
-                    &e.node.span,
-                    format!("`{path}.regions` must not be empty; leave it out for the target's default"),
-                );
+        Some(e) => match f.strings(d, "regions", "an array of region names like [\"iad\", \"fra\"]") {
+            Some(list) => {
+                check_regions(d, &path, &list);
+                if list.is_empty() {
+                    d.error(
+                        &e.node.span,
+                        format!("`{path}.regions` must not be empty; leave it out for the target's default"),
+                    );
+                }
+                list.into_iter().map(|(r, _)| r.to_string()).collect()
             }
-            list.into_iter().map(|(r, _)| r.to_string()).collect()
-        }
+            None => {
+                ok = false;
+                Vec::new()
+            }
+        },
         None => Vec::new(),
     };
     let strategy = match f.get("strategy") {
-        Some(_) => Some(f.choice(d, "strategy", Strategy::NAMES)?.parse().ok()?),
+        Some(_) => {
+            let s = f.choice(d, "strategy", Strategy::NAMES).and_then(|s| s.parse().ok());
+            ok &= s.is_some();
+            s
+        }
         None => None,
     };
 
     let overrides: &[Entry] = match f.get("services") {
-        Some(e) => Fields::open(d, &e.node, &format!("{path}.services"))?.entries(),
+        Some(e) => match Fields::open(d, &e.node, &format!("{path}.services")) {
+            Some(o) => o.entries(),
+            None => {
+                ok = false;
+                &[]
+            }
+        },
         None => &[],
     };
     let known: Vec<&str> = base.entries.iter().map(|e| e.key.as_str()).collect();
@@ -987,7 +1036,7 @@ fn parse_environment(
             merged.insert(svc.name.clone(), svc);
         }
     }
-    Some(Environment { name: entry.key.clone(), target, regions, strategy, services: merged })
+    ok.then(|| Environment { name: entry.key.clone(), target, regions, strategy, services: merged })
 }
 
 /// Each region must be a region name, listed once. One problem per distinct bad or repeated

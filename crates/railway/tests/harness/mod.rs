@@ -20,7 +20,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Queries: safe to repeat.
 pub const READS: &[&str] =
-    &["ProjectToken", "Projects", "Project", "ServiceInstance", "Variables", "Deployment", "Deployments"];
+    &["ProjectToken", "Projects", "Project", "ServiceInstance", "Variables", "Deployment", "Deployments", "Domains"];
 /// The service's own records: what a "not found" is about.
 const RECORDS: &[&str] = &["ServiceInstance", "Variables", "Deployments"];
 /// Writes other than a deployment or the instance update.
