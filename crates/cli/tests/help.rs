@@ -110,10 +110,11 @@ fn every_flag_of_every_command_is_in_docs_cli_md() {
         for line in stdout.lines() {
             let t = line.trim_start();
             let t = t.strip_prefix("-").and_then(|r| r.get(1..)).map(|r| r.trim_start_matches(", ")).unwrap_or(t);
-            if let Some(flag) = t.strip_prefix("--").map(|r| r.split([' ', '.', '=']).next().unwrap_or_default()) {
-                if !["help", "version"].contains(&flag) && !docs.contains(&format!("--{flag}")) {
-                    missing.push(format!("{c} --{flag}"));
-                }
+            if let Some(flag) = t.strip_prefix("--").map(|r| r.split([' ', '.', '=']).next().unwrap_or_default())
+                && !["help", "version"].contains(&flag)
+                && !docs.contains(&format!("--{flag}"))
+            {
+                missing.push(format!("{c} --{flag}"));
             }
         }
     }
