@@ -65,8 +65,7 @@ pub fn check(app: &App, env: &Environment) -> Vec<Finding> {
 }
 
 fn unknown_region(path: shipit_core::manifest::KeyPath, what: &str, region: &str) -> Finding {
-    Finding::error(path, format!("{what}: {region:?} is not a Fly region; Fly's regions are {}", REGIONS.join(", ")))
-        .with_unknown(region, REGIONS)
+    Finding::unknown_region(path, what, region, "Fly", REGIONS)
 }
 
 fn names(strategies: &[Strategy]) -> String {

@@ -149,6 +149,20 @@ impl FlyPlatform {
         }
     }
 
+    /// Sets `values` on `app` and remembers the secrets version it answers (sent later as
+    /// `min_secrets_version`).
+    async fn set_secrets(&self, app: &str, values: &[(String, SecretString)]) -> Result<Option<u64>, Error> {
+        let set = self
+            .client
+            .set_secrets(app, values)
+            .await
+            .map_err(|e| Error::from(e).context(format!("setting secrets on {app}")))?;
+        if let (Some(v), Ok(mut map)) = (set.version, self.secrets_versions.lock()) {
+            map.insert(app.to_string(), v);
+        }
+        Ok(set.version)
+    }
+
     /// Before an app's first machine: sets the offered values of the secrets `service` needs
     /// that the app lacks (as `secrets sync` would), and remembers the new secrets version.
     async fn first_secrets(&self, app: &str, service: &Service, events: &shipit_core::Events) -> Result<(), Error> {
@@ -167,14 +181,7 @@ impl FlyPlatform {
         if values.is_empty() {
             return Ok(());
         }
-        let set = self
-            .client
-            .set_secrets(app, &values)
-            .await
-            .map_err(|e| Error::from(e).context(format!("setting secrets on {app}")))?;
-        if let (Some(v), Ok(mut map)) = (set.version, self.secrets_versions.lock()) {
-            map.insert(app.to_string(), v);
-        }
+        self.set_secrets(app, &values).await?;
         let names: Vec<&str> = values.iter().map(|(k, _)| k.as_str()).collect();
         events.step(
             &service.name,
@@ -645,18 +652,11 @@ impl Platform for FlyPlatform {
                 r => r?,
             }
         }
-        let set = self
-            .client
-            .set_secrets(&app, values)
-            .await
-            .map_err(|e| Error::from(e).context(format!("setting secrets on {app}")))?;
-        if let (Some(v), Ok(mut map)) = (set.version, self.secrets_versions.lock()) {
-            map.insert(app, v);
-        }
+        let version = self.set_secrets(&app, values).await?;
         let mut names: Vec<String> = values.iter().map(|(k, _)| k.clone()).collect();
         names.sort();
         names.dedup();
-        Ok(SecretsSynced::new(&service.name, names, set.version))
+        Ok(SecretsSynced::new(&service.name, names, version))
     }
 
     async fn secret_names(&self, target: Target<'_>, service: &Service) -> Result<Vec<String>, Error> {

@@ -142,11 +142,7 @@ pub fn check(app: &App, env: &Environment) -> Vec<Finding> {
 }
 
 fn unknown_region(path: KeyPath, what: &str, region: &str) -> Finding {
-    Finding::error(
-        path,
-        format!("{what}: {region:?} is not a Render region; Render's regions are {}", REGIONS.join(", ")),
-    )
-    .with_unknown(region, REGIONS)
+    Finding::unknown_region(path, what, region, "Render", REGIONS)
 }
 
 #[cfg(test)]

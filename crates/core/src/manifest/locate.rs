@@ -107,6 +107,16 @@ impl Finding {
         Self { severity: Severity::Warning, path, message: message.into(), help: None, unknown: None, also: Vec::new() }
     }
 
+    /// An error at `path`: `region` (named by `what`) is not one of `platform`'s `regions`,
+    /// with the closest one as a hint.
+    pub fn unknown_region(path: KeyPath, what: &str, region: &str, platform: &str, regions: &[&str]) -> Self {
+        Self::error(
+            path,
+            format!("{what}: {region:?} is not a {platform} region; {platform}'s regions are {}", regions.join(", ")),
+        )
+        .with_unknown(region, regions)
+    }
+
     /// With a hint.
     #[must_use]
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
